@@ -1,0 +1,392 @@
+//! The command line: parses arguments and hands off to the library.
+
+use crate::env::Machine;
+use crate::report::{
+    self, Environment, HostIntegrity, Metadata, Report, ScenarioReport, Summary, Verdict,
+};
+use crate::scenario::{self, Scenario};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nslab",
+    version,
+    about = "Build fresh Linux namespaces, run a scenario in them, and check what is isolated"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run scenario files, or every *.yaml under a folder
+    Run(RunArgs),
+    /// Check files against the scenario format without running anything
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// One line per scenario: name, title, namespaces, tags
+    List {
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Scenario files or folders
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Where to write the JSON report; `-` for stdout
+    #[arg(long, default_value = "reports/report.json")]
+    report: String,
+    /// Scenarios to run in parallel (default: number of CPUs)
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Only scenarios whose name matches this glob, or `tag:WORD`; repeatable
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Count a skipped scenario as a failure
+    #[arg(long)]
+    strict: bool,
+    /// Title carried into the report
+    #[arg(long)]
+    title: Option<String>,
+    /// Author carried into the report
+    #[arg(long)]
+    author: Option<String>,
+    /// Course carried into the report
+    #[arg(long)]
+    course: Option<String>,
+}
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    match cli.command {
+        Command::Run(a) => cmd_run(a),
+        Command::Validate { paths } => cmd_validate(&paths),
+        Command::List { paths } => cmd_list(&paths),
+    }
+}
+
+fn err(msg: &str) {
+    let _ = writeln!(
+        anstream::stderr(),
+        "{}error:{} {msg}",
+        anstyle::AnsiColor::Red.on_default().bold(),
+        anstyle::Reset
+    );
+}
+
+/// Loads every file, printing every diagnostic; `None` if any was invalid.
+fn load_all(paths: &[PathBuf]) -> Option<Vec<Scenario>> {
+    let files = match scenario::discover(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            err(&e);
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    let mut bad = false;
+    for f in files {
+        match scenario::load_file(&f) {
+            Ok(s) => out.push(s),
+            Err(diags) => {
+                bad = true;
+                for d in diags {
+                    let _ = writeln!(anstream::stderr(), "{d}\n");
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for s in &out {
+        if let Some(prev) = seen.insert(s.name.clone(), s.file.clone()) {
+            err(&format!(
+                "scenario name `{}` is used by both {} and {}: names must be unique within one run",
+                s.name,
+                prev.display(),
+                s.file.display()
+            ));
+            bad = true;
+        }
+    }
+    (!bad).then_some(out)
+}
+
+fn cmd_validate(paths: &[PathBuf]) -> i32 {
+    match load_all(paths) {
+        Some(list) => {
+            for s in &list {
+                println!("ok  {}  ({})", s.file.display(), s.name);
+            }
+            EXIT_OK
+        }
+        None => EXIT_USAGE,
+    }
+}
+
+fn cmd_list(paths: &[PathBuf]) -> i32 {
+    let Some(list) = load_all(paths) else {
+        return EXIT_USAGE;
+    };
+    let w = list.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in &list {
+        let ns = s.namespaces().words().join(",");
+        println!(
+            "{:w$}  {}  [{}]  {}",
+            s.name,
+            s.title.as_deref().unwrap_or("-"),
+            if ns.is_empty() { "lab only".into() } else { ns },
+            s.tags.join(",")
+        );
+    }
+    EXIT_OK
+}
+
+/// Shell-style glob with `*` and `?`.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(
+        &pattern.chars().collect::<Vec<_>>(),
+        &name.chars().collect::<Vec<_>>(),
+    )
+}
+
+fn selected(s: &Scenario, filters: &[String]) -> bool {
+    filters.is_empty()
+        || filters.iter().any(|f| match f.strip_prefix("tag:") {
+            Some(tag) => s.tags.iter().any(|t| t == tag),
+            None => glob_match(f, &s.name),
+        })
+}
+
+fn cmd_run(a: RunArgs) -> i32 {
+    let Some(all) = load_all(&a.paths) else {
+        return EXIT_USAGE;
+    };
+    let scenarios: Vec<Scenario> = all.into_iter().filter(|s| selected(s, &a.filter)).collect();
+    if scenarios.is_empty() {
+        err("no scenario matches the filter");
+        return EXIT_USAGE;
+    }
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let to_stdout = a.report == "-";
+    let machine = Machine::read();
+    let id_base = crate::env::lab_id_base("/etc/subuid");
+    let started_at = crate::env::rfc3339(SystemTime::now());
+    let t0 = Instant::now();
+    let before = crate::integrity::snapshot();
+    let mut human = anstream::AutoStream::auto(if to_stdout {
+        Box::new(std::io::stderr()) as Box<dyn Write>
+    } else {
+        Box::new(std::io::stdout())
+    });
+    let results = run_all(&scenarios, &machine, id_base, jobs, &mut |r| {
+        let _ = write!(human, "{}", report::terminal::scenario_line(r));
+        let _ = human.flush();
+    });
+    let after = crate::integrity::snapshot();
+    let differences = crate::integrity::differences(&before, &after);
+    let report = Report {
+        schema: report::SCHEMA.into(),
+        nslab_version: env!("CARGO_PKG_VERSION").into(),
+        started_at,
+        duration_ms: (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        environment: Environment {
+            kernel: machine.kernel.clone(),
+            arch: machine.arch.clone(),
+            uid: machine.uid,
+            mode: if machine.is_root() {
+                "root"
+            } else {
+                "rootless"
+            }
+            .into(),
+            hostname: machine.hostname.clone(),
+            output_cap_bytes: crate::sandbox::OUTPUT_CAP,
+        },
+        metadata: Metadata {
+            title: a.title,
+            author: a.author,
+            course: a.course,
+        },
+        summary: Summary::of(&results),
+        scenarios: results,
+        host_integrity: HostIntegrity {
+            unchanged: differences.is_empty(),
+            checked: crate::integrity::CHECKED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            differences,
+        },
+    };
+    let json = report::to_json(&report);
+    if to_stdout {
+        print!("{json}");
+    } else if let Err(e) =
+        report::write_atomically(std::path::Path::new(&a.report), json.as_bytes())
+    {
+        err(&format!("cannot write the report to {}: {e}", a.report));
+        return EXIT_FAILED;
+    }
+    let _ = writeln!(
+        human,
+        "{}",
+        report::terminal::summary_line(&report, (!to_stdout).then_some(a.report.as_str()))
+    );
+    let s = &report.summary;
+    let bad = s.failed + s.errored + if a.strict { s.skipped } else { 0 };
+    if bad > 0 || !report.host_integrity.unchanged {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Runs scenarios, `jobs` at a time in worker processes, and hands each
+/// result to `done` in file order as soon as it and all before it are in.
+fn run_all(
+    scenarios: &[Scenario],
+    machine: &Machine,
+    id_base: u32,
+    jobs: usize,
+    done: &mut dyn FnMut(&ScenarioReport),
+) -> Vec<ScenarioReport> {
+    let run_one = |s: &Scenario| {
+        let offer = crate::runner::offer_for(s, machine, id_base);
+        crate::runner::run_scenario(s, &offer, false)
+    };
+    let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
+    let mut printed = 0;
+    let mut flush = |results: &mut Vec<Option<ScenarioReport>>, printed: &mut usize| {
+        while *printed < results.len() {
+            match &results[*printed] {
+                Some(r) => done(r),
+                None => break,
+            }
+            *printed += 1;
+        }
+    };
+    if jobs == 1 || scenarios.len() == 1 {
+        for (i, s) in scenarios.iter().enumerate() {
+            results[i] = Some(run_one(s));
+            flush(&mut results, &mut printed);
+        }
+    } else {
+        let mut next = 0;
+        let mut running: Vec<(usize, i32, std::fs::File)> = Vec::new();
+        while next < scenarios.len() || !running.is_empty() {
+            while running.len() < jobs && next < scenarios.len() {
+                let s = &scenarios[next];
+                match crate::sandbox::fork_worker(|| {
+                    serde_json::to_vec(&run_one(s)).unwrap_or_default()
+                }) {
+                    Ok((pid, fd)) => running.push((next, pid, std::fs::File::from(fd))),
+                    Err(e) => {
+                        let mut r = run_one(s);
+                        if r.verdict == Verdict::Passed {
+                            r.reason = Some(format!("ran in-process: {e}"));
+                        }
+                        results[next] = Some(r);
+                    }
+                }
+                next += 1;
+            }
+            if running.is_empty() {
+                continue;
+            }
+            // Wait for whichever worker finishes first.
+            let idx = {
+                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                use std::os::fd::AsFd;
+                let mut fds: Vec<PollFd> = running
+                    .iter()
+                    .map(|(_, _, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                    .collect();
+                let _ = poll(&mut fds, PollTimeout::NONE);
+                fds.iter()
+                    .position(|f| f.any().unwrap_or(false))
+                    .unwrap_or(0)
+            };
+            let (i, pid, mut f) = running.remove(idx);
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut f, &mut buf);
+            crate::sandbox::reap_worker(pid);
+            results[i] = Some(serde_json::from_slice(&buf).unwrap_or_else(|e| {
+                let s = &scenarios[i];
+                let mut r = run_one_failed(s);
+                r.reason = Some(format!(
+                    "the worker running it ended without a result ({e})"
+                ));
+                r
+            }));
+            flush(&mut results, &mut printed);
+        }
+    }
+    flush(&mut results, &mut printed);
+    results
+        .into_iter()
+        .map(|r| r.expect("every scenario has a result"))
+        .collect()
+}
+
+fn run_one_failed(s: &Scenario) -> ScenarioReport {
+    ScenarioReport {
+        name: s.name.clone(),
+        title: s.title.clone(),
+        description: s.description.clone(),
+        file: s.file.display().to_string(),
+        tags: s.tags.clone(),
+        verdict: Verdict::Errored,
+        reason: None,
+        duration_ms: 0.0,
+        lab_namespaces: Default::default(),
+        sandboxes: Vec::new(),
+        steps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("net*", "netns-firewall"));
+        assert!(glob_match("*-host?", "uts-hosts"));
+        assert!(!glob_match("pid", "pid-1"));
+    }
+}

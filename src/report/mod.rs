@@ -1,0 +1,222 @@
+//! The one result model; renderers read it and nothing else.
+
+pub mod terminal;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const SCHEMA: &str = "nslab-report/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    Skipped,
+    Errored,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepVerdict {
+    Passed,
+    Failed,
+    Errored,
+    NotRun,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub nslab_version: String,
+    pub started_at: String,
+    pub duration_ms: f64,
+    pub environment: Environment,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+    pub summary: Summary,
+    pub scenarios: Vec<ScenarioReport>,
+    pub host_integrity: HostIntegrity,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course: Option<String>,
+}
+
+impl Metadata {
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.author.is_none() && self.course.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    pub kernel: String,
+    pub arch: String,
+    pub uid: u32,
+    /// `root` or `rootless`.
+    pub mode: String,
+    pub hostname: String,
+    /// Bytes of stdout and of stderr kept per command.
+    pub output_cap_bytes: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub errored: usize,
+}
+
+impl Summary {
+    pub fn of(scenarios: &[ScenarioReport]) -> Summary {
+        let mut s = Summary {
+            total: scenarios.len(),
+            ..Summary::default()
+        };
+        for sc in scenarios {
+            match sc.verdict {
+                Verdict::Passed => s.passed += 1,
+                Verdict::Failed => s.failed += 1,
+                Verdict::Skipped => s.skipped += 1,
+                Verdict::Errored => s.errored += 1,
+            }
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub file: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub duration_ms: f64,
+    /// The lab host's namespace inodes, for comparison with the sandboxes'.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lab_namespaces: BTreeMap<String, u64>,
+    pub sandboxes: Vec<SandboxReport>,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxReport {
+    pub name: String,
+    pub namespaces: BTreeMap<String, u64>,
+    pub isolated: Vec<String>,
+    /// What the scenario asked for, with what that implies.
+    #[serde(default)]
+    pub requested: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepReport {
+    pub index: usize,
+    pub name: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argument: Option<String>,
+    #[serde(rename = "in")]
+    pub in_: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub background: bool,
+    pub verdict: StepVerdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<String>,
+    pub observations: Vec<Observation>,
+    pub checks: Vec<CheckReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Observation {
+    #[serde(rename = "in")]
+    pub in_: String,
+    /// Probe steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// Run steps: null when the command was killed by a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<Option<i32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckReport {
+    pub check: String,
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub in_: Option<String>,
+    pub expected: String,
+    pub actual: String,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostIntegrity {
+    pub unchanged: bool,
+    pub checked: Vec<String>,
+    pub differences: Vec<String>,
+}
+
+/// Writes beside the target and renames, so a reader never sees half a file.
+pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+pub fn to_json(report: &Report) -> String {
+    let mut s = serde_json::to_string_pretty(report).expect("the report model serializes");
+    s.push('\n');
+    s
+}

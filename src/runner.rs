@@ -1,0 +1,430 @@
+//! Runs one scenario: plan, lab, steps, checks. Everything it learns goes
+//! into a [`ScenarioReport`]; it prints nothing.
+
+use crate::check;
+use crate::ns::Ns;
+use crate::plan::{Offer, Plan, plan};
+use crate::report::{
+    CheckReport, Observation, SandboxReport, ScenarioReport, StepReport, StepVerdict, Verdict,
+};
+use crate::sandbox::proto::{Request, Response, RunOutcome};
+use crate::sandbox::{Lab, LabError};
+use crate::scenario::{Action, Scenario, Step};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Slack the runner gives an agent beyond a step's own timeout, which the
+/// agent enforces itself; past this the agent is presumed stuck.
+const AGENT_GRACE: Duration = Duration::from_secs(5);
+/// Time to build a lab, out of the scenario's budget but capped.
+const SETUP_LIMIT: Duration = Duration::from_secs(20);
+
+pub fn offer_for(s: &Scenario, machine: &crate::env::Machine, id_base: u32) -> Offer {
+    Offer {
+        machine: machine.clone(),
+        missing_commands: s
+            .requires
+            .commands
+            .iter()
+            .filter(|c| crate::env::which(c).is_none())
+            .cloned()
+            .collect(),
+        missing_namespaces: Ns::ALL
+            .into_iter()
+            .filter(|n| !crate::env::kernel_has_namespace(*n))
+            .collect(),
+        id_base,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn empty_report(s: &Scenario, verdict: Verdict, reason: Option<String>) -> ScenarioReport {
+    ScenarioReport {
+        name: s.name.clone(),
+        title: s.title.clone(),
+        description: s.description.clone(),
+        file: s.file.display().to_string(),
+        tags: s.tags.clone(),
+        verdict,
+        reason,
+        duration_ms: 0.0,
+        lab_namespaces: BTreeMap::new(),
+        sandboxes: Vec::new(),
+        steps: s.steps.iter().map(not_run).collect(),
+    }
+}
+
+fn step_shell(step: &Step) -> StepReport {
+    let (action, command, probe, argument) = match &step.action {
+        Action::Run(c) => ("run", Some(c.clone()), None, None),
+        Action::Probe(p) => ("probe", None, Some(p.name().to_owned()), p.argument()),
+    };
+    StepReport {
+        index: step.index,
+        name: step.label(),
+        action: action.into(),
+        command,
+        probe,
+        argument,
+        in_: step.contexts.clone(),
+        background: step.background,
+        verdict: StepVerdict::NotRun,
+        reason: None,
+        explain: step.explain.clone(),
+        observations: Vec::new(),
+        checks: Vec::new(),
+    }
+}
+
+fn not_run(step: &Step) -> StepReport {
+    step_shell(step)
+}
+
+pub fn run_scenario(s: &Scenario, offer: &Offer, control: bool) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = match plan(s, offer, control) {
+        Plan::Skip(reason) => empty_report(s, Verdict::Skipped, Some(reason)),
+        Plan::Run(spec) => {
+            if !s.links.is_empty() {
+                empty_report(
+                    s,
+                    Verdict::Errored,
+                    Some("`links` are not supported by this version of nslab yet".into()),
+                )
+            } else if s.sandboxes.iter().any(|b| !b.limits.is_empty()) {
+                empty_report(
+                    s,
+                    Verdict::Errored,
+                    Some("cgroup `limits` are not supported by this version of nslab yet".into()),
+                )
+            } else {
+                run_lab(s, &spec, control, started)
+            }
+        }
+    };
+    report.duration_ms = ms(started.elapsed());
+    report
+}
+
+fn run_lab(
+    s: &Scenario,
+    spec: &crate::sandbox::LabSpec,
+    control: bool,
+    started: Instant,
+) -> ScenarioReport {
+    let deadline = started + s.timeout;
+    let mut report = empty_report(s, Verdict::Passed, None);
+    let mut lab = match Lab::start(spec, deadline.min(Instant::now() + SETUP_LIMIT)) {
+        Ok(lab) => lab,
+        Err(LabError::Timeout) => {
+            report.verdict = Verdict::Errored;
+            report.reason = Some("timed out while building the lab".into());
+            return report;
+        }
+        Err(e) => {
+            report.verdict = Verdict::Errored;
+            report.reason = Some(e.to_string());
+            return report;
+        }
+    };
+    // Namespace evidence: every context's inodes, compared to the lab host's.
+    let mut inodes = Vec::new();
+    for i in 0..lab.context_names().len() {
+        match lab.request(i, &Request::Namespaces, deadline) {
+            Ok(Response::Namespaces(m)) => inodes.push(m),
+            Ok(other) => {
+                report.verdict = Verdict::Errored;
+                report.reason = Some(format!("unexpected answer {other:?}"));
+                return report;
+            }
+            Err(e) => {
+                report.verdict = Verdict::Errored;
+                report.reason = Some(format!("reading namespaces: {e}"));
+                return report;
+            }
+        }
+    }
+    report.lab_namespaces = inodes[0].clone();
+    for (i, sb) in spec.sandboxes.iter().enumerate() {
+        let mine = &inodes[i + 1];
+        let isolated: Vec<String> = Ns::ALL
+            .iter()
+            .map(|n| n.word())
+            .filter(|w| mine.get(*w) != inodes[0].get(*w))
+            .map(str::to_owned)
+            .collect();
+        let requested: Vec<String> = sb
+            .namespaces
+            .words()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if isolated != requested {
+            report.verdict = Verdict::Errored;
+            report.reason = Some(format!(
+                "sandbox `{}`: asked for new [{}] namespaces but [{}] differ from the lab host's",
+                sb.name,
+                requested.join(", "),
+                isolated.join(", ")
+            ));
+        }
+        report.sandboxes.push(SandboxReport {
+            name: sb.name.clone(),
+            namespaces: mine.clone(),
+            isolated,
+            requested,
+        });
+    }
+    if report.verdict == Verdict::Errored {
+        return report;
+    }
+    let _ = control;
+    let names: Vec<String> = lab.context_names().to_vec();
+    let mut failed = false;
+    let mut errored: Option<String> = None;
+    let mut timed_out = false;
+    for (i, step) in s.steps.iter().enumerate() {
+        if timed_out || (failed && !step.always) {
+            continue;
+        }
+        let r = run_step(&mut lab, &names, step, deadline);
+        match r {
+            StepRun::Done(sr) => {
+                match sr.verdict {
+                    StepVerdict::Failed => failed = true,
+                    StepVerdict::Errored => {
+                        failed = true;
+                        errored.get_or_insert_with(|| {
+                            format!(
+                                "step {}: {}",
+                                step.index,
+                                sr.reason.clone().unwrap_or_default()
+                            )
+                        });
+                    }
+                    _ => {}
+                }
+                report.steps[i] = sr;
+            }
+            StepRun::ScenarioTimeout(sr) => {
+                report.steps[i] = sr;
+                timed_out = true;
+                failed = true;
+            }
+            StepRun::LabBroken(sr) => {
+                errored.get_or_insert_with(|| sr.reason.clone().unwrap_or_default());
+                report.steps[i] = sr;
+                timed_out = true;
+                failed = true;
+            }
+        }
+    }
+    drop(lab);
+    if timed_out && errored.is_none() {
+        report.verdict = Verdict::Failed;
+        report.reason = Some(format!("scenario timed out after {}", humantime(s.timeout)));
+    } else if let Some(reason) = errored {
+        report.verdict = Verdict::Errored;
+        report.reason = Some(reason);
+    } else if failed {
+        report.verdict = Verdict::Failed;
+        let first = report
+            .steps
+            .iter()
+            .find(|st| st.verdict == StepVerdict::Failed);
+        report.reason = first.map(|st| format!("step {} failed: {}", st.index, st.name));
+    }
+    report
+}
+
+pub fn humantime(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+enum StepRun {
+    Done(StepReport),
+    ScenarioTimeout(StepReport),
+    LabBroken(StepReport),
+}
+
+fn run_step(lab: &mut Lab, names: &[String], step: &Step, deadline: Instant) -> StepRun {
+    let mut sr = step_shell(step);
+    let mut values: Vec<(String, Value)> = Vec::new();
+    let mut checks: Vec<CheckReport> = Vec::new();
+    let mut error: Option<String> = None;
+    for ctx in &step.contexts {
+        let idx = names
+            .iter()
+            .position(|n| n == ctx)
+            .expect("validated context");
+        let req = match &step.action {
+            Action::Run(cmd) => Request::Run {
+                command: cmd.clone(),
+                timeout_ms: step.timeout.as_millis() as u64,
+                user: step.user,
+                background: step.background,
+            },
+            Action::Probe(p) => Request::Probe {
+                probe: p.clone(),
+                user: step.user,
+            },
+        };
+        let step_deadline = deadline.min(Instant::now() + step.timeout + AGENT_GRACE);
+        let t0 = Instant::now();
+        let resp = lab.request(idx, &req, step_deadline);
+        match resp {
+            Ok(Response::Run(out)) => {
+                if let Some(e) = &out.error {
+                    error.get_or_insert_with(|| format!("in {ctx}: {e}"));
+                }
+                if !step.background && out.error.is_none() {
+                    checks.extend(run_checks(step, ctx, &out));
+                    values.push((ctx.clone(), Value::String(out.stdout.clone())));
+                }
+                sr.observations
+                    .push(run_observation(ctx, out, step.background));
+            }
+            Ok(Response::Probe(result)) => match result {
+                Ok(v) => {
+                    if let Some(m) = &step.expect.value {
+                        checks.extend(check::value(m, &v, ctx));
+                    }
+                    values.push((ctx.clone(), v.clone()));
+                    sr.observations
+                        .push(probe_observation(ctx, Some(v), None, t0));
+                }
+                Err(e) => {
+                    error.get_or_insert_with(|| format!("probe {} in {ctx}: {e}", sr.name));
+                    sr.observations
+                        .push(probe_observation(ctx, None, Some(e), t0));
+                }
+            },
+            Ok(other) => {
+                error.get_or_insert_with(|| format!("unexpected answer from {ctx}: {other:?}"));
+            }
+            Err(LabError::Timeout) => {
+                sr.verdict = StepVerdict::Failed;
+                sr.reason = Some(if Instant::now() >= deadline {
+                    "the scenario's timeout expired during this step".into()
+                } else {
+                    format!("the agent in {ctx} did not answer")
+                });
+                sr.checks = checks;
+                return StepRun::ScenarioTimeout(sr);
+            }
+            Err(e) => {
+                sr.verdict = StepVerdict::Errored;
+                sr.reason = Some(e.to_string());
+                sr.checks = checks;
+                return StepRun::LabBroken(sr);
+            }
+        }
+    }
+    if error.is_none() && values.len() == step.contexts.len() {
+        if step.expect.differ {
+            checks.push(check::compare(&values, true));
+        }
+        if step.expect.same {
+            checks.push(check::compare(&values, false));
+        }
+    }
+    sr.verdict = if let Some(e) = error {
+        sr.reason = Some(e);
+        StepVerdict::Errored
+    } else if checks.iter().all(|c| c.passed) {
+        StepVerdict::Passed
+    } else {
+        let first = checks
+            .iter()
+            .find(|c| !c.passed)
+            .expect("some check failed");
+        sr.reason = Some(match first.check.as_str() {
+            "timeout" => first.actual.clone(),
+            _ => format!(
+                "{} in {}",
+                first.check,
+                first.in_.as_deref().unwrap_or("all contexts")
+            ),
+        });
+        StepVerdict::Failed
+    };
+    sr.checks = checks;
+    StepRun::Done(sr)
+}
+
+fn run_checks(step: &Step, ctx: &str, out: &RunOutcome) -> Vec<CheckReport> {
+    let mut checks = Vec::new();
+    if out.timed_out {
+        checks.push(CheckReport {
+            check: "timeout".into(),
+            in_: Some(ctx.to_owned()),
+            expected: format!("ends within {}", humantime(step.timeout)),
+            actual: format!("timed out after {}", humantime(step.timeout)),
+            passed: false,
+        });
+        return checks;
+    }
+    if let Some(st) = &step.expect.status {
+        checks.push(check::status(
+            st,
+            out.exit_status,
+            out.signal.as_deref(),
+            ctx,
+        ));
+    }
+    if let Some(m) = &step.expect.stdout {
+        checks.extend(check::text("stdout", m, &out.stdout, ctx));
+    }
+    if let Some(m) = &step.expect.stderr {
+        checks.extend(check::text("stderr", m, &out.stderr, ctx));
+    }
+    checks
+}
+
+fn run_observation(ctx: &str, out: RunOutcome, background: bool) -> Observation {
+    Observation {
+        in_: ctx.to_owned(),
+        value: None,
+        exit_status: (!background).then_some(out.exit_status),
+        signal: out.signal,
+        stdout: (!background).then_some(out.stdout),
+        stderr: (!background).then_some(out.stderr),
+        duration_ms: out.duration_ms,
+        timed_out: (!background).then_some(out.timed_out),
+        truncated: (!background).then_some(out.truncated),
+        pid: out.pid,
+        error: out.error,
+    }
+}
+
+fn probe_observation(
+    ctx: &str,
+    value: Option<Value>,
+    error: Option<String>,
+    t0: Instant,
+) -> Observation {
+    Observation {
+        in_: ctx.to_owned(),
+        value,
+        exit_status: None,
+        signal: None,
+        stdout: None,
+        stderr: None,
+        duration_ms: ms(t0.elapsed()),
+        timed_out: None,
+        truncated: None,
+        pid: None,
+        error,
+    }
+}

@@ -1,0 +1,307 @@
+//! An agent serves one context: it runs commands and takes probes from
+//! inside that context's namespaces, on the runner's request.
+
+use super::proto::{self, Request, Response, RunOutcome};
+use super::sys::{exit_now, fork_process, reset_signals_for_exec};
+use crate::ns::Ns;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Gid, Pid, Uid, pipe2, read};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// Bytes of stdout, and separately of stderr, kept per command; the rest is
+/// read and dropped so the command never blocks on a full pipe.
+pub const OUTPUT_CAP: usize = 1024 * 1024;
+
+pub(super) fn serve(mut chan: UnixStream) {
+    loop {
+        reap_orphans(None);
+        let req: Request = match proto::recv(&mut chan) {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let resp = match req {
+            Request::Run {
+                command,
+                timeout_ms,
+                user,
+                background,
+            } => Response::Run(run(
+                &command,
+                Duration::from_millis(timeout_ms),
+                user,
+                background,
+            )),
+            Request::Probe { probe, user } => Response::Probe(match user {
+                None => crate::probe::take(&probe),
+                Some(uid) => probe_as(&probe, uid),
+            }),
+            Request::Namespaces => Response::Namespaces(namespaces()),
+        };
+        if proto::send(&mut chan, &resp).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reaps every exited child (an agent is PID 1 or a subreaper, so orphans
+/// end up here). Returns the status of `wanted` if it was among them.
+fn reap_orphans(wanted: Option<Pid>) -> Option<WaitStatus> {
+    let mut found = None;
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(st) => {
+                if st.pid().is_some() && st.pid() == wanted {
+                    found = Some(st);
+                }
+            }
+        }
+    }
+}
+
+fn namespaces() -> BTreeMap<String, u64> {
+    Ns::ALL
+        .iter()
+        .filter_map(|ns| {
+            let st =
+                nix::sys::stat::stat(format!("/proc/self/ns/{}", ns.proc_name()).as_str()).ok()?;
+            Some((ns.word().to_owned(), st.st_ino))
+        })
+        .collect()
+}
+
+fn switch_user(uid: u32) -> Result<(), String> {
+    let _ = nix::unistd::setgroups(&[]);
+    // The same number as the gid where it is mapped; the uid is what counts.
+    let g = Gid::from_raw(uid);
+    let _ = nix::unistd::setresgid(g, g, g);
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u).map_err(|e| format!("cannot switch to uid {uid}: {e}"))
+}
+
+/// A probe as another user: only `uid`/`gid`-like facts change, but they
+/// must be taken by a process that really has that identity.
+fn probe_as(probe: &crate::scenario::Probe, uid: u32) -> Result<serde_json::Value, String> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    match fork_process().map_err(|e| e.to_string())? {
+        None => {
+            drop(r);
+            let res = switch_user(uid).and_then(|()| crate::probe::take(probe));
+            let body = serde_json::to_vec(&res).unwrap_or_default();
+            let _ = nix::unistd::write(&w, &body);
+            exit_now(0)
+        }
+        Some(child) => {
+            drop(w);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = read(&r, &mut buf) {
+                out.extend_from_slice(&buf[..n]);
+            }
+            let _ = waitpid(child, None);
+            serde_json::from_slice(&out).map_err(|e| format!("probe as uid {uid}: {e}"))?
+        }
+    }
+}
+
+struct Capture {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    open: bool,
+    truncated: bool,
+}
+
+impl Capture {
+    fn new(fd: OwnedFd) -> Self {
+        Capture {
+            fd,
+            buf: Vec::new(),
+            open: true,
+            truncated: false,
+        }
+    }
+
+    /// Reads what is there; the pipe is non-blocking.
+    fn drain(&mut self) {
+        let mut chunk = [0u8; 65536];
+        while self.open {
+            match read(&self.fd, &mut chunk) {
+                Ok(0) => self.open = false,
+                Ok(n) => {
+                    let room = OUTPUT_CAP.saturating_sub(self.buf.len());
+                    if n > room {
+                        self.truncated = true;
+                    }
+                    self.buf.extend_from_slice(&chunk[..n.min(room)]);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+}
+
+fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) -> RunOutcome {
+    let started = Instant::now();
+    let fail = |error: String| RunOutcome {
+        error: Some(error),
+        ..RunOutcome::default()
+    };
+    let Ok(cmd) = CString::new(command) else {
+        return fail("the command contains a NUL byte".into());
+    };
+    let pipes = (|| Ok::<_, nix::Error>((pipe2(OFlag::O_CLOEXEC)?, pipe2(OFlag::O_CLOEXEC)?)))();
+    let Ok(((out_r, out_w), (err_r, err_w))) = pipes else {
+        return fail("cannot create pipes".into());
+    };
+    let child = match fork_process() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("fork: {e}")),
+    };
+    let Some(child) = child else {
+        // ---- child: becomes `sh -c COMMAND` ----
+        drop(out_r);
+        drop(err_r);
+        // Its own session and process group, so the whole tree can be killed.
+        let _ = nix::unistd::setsid();
+        let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty());
+        if let Ok(null) = null {
+            let _ = nix::unistd::dup2_stdin(&null);
+        }
+        let _ = nix::unistd::dup2_stdout(&out_w);
+        let _ = nix::unistd::dup2_stderr(&err_w);
+        if let Some(uid) = user
+            && let Err(e) = switch_user(uid)
+        {
+            eprintln!("nslab: {e}");
+            exit_now(126);
+        }
+        reset_signals_for_exec();
+        let sh = c"/bin/sh";
+        let _ = nix::unistd::execv(sh, &[c"sh", c"-c", cmd.as_c_str()]);
+        eprintln!("nslab: cannot execute /bin/sh");
+        exit_now(127)
+    };
+    drop(out_w);
+    drop(err_w);
+    if background {
+        // Its output goes nowhere; the pipes close with the read ends.
+        return RunOutcome {
+            pid: Some(child.as_raw()),
+            duration_ms: ms(started.elapsed()),
+            ..RunOutcome::default()
+        };
+    }
+    for fd in [&out_r, &err_r] {
+        let _ = fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    }
+    let mut out = Capture::new(out_r);
+    let mut err = Capture::new(err_r);
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(child.as_raw()).expect("fork returned a positive pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok();
+    let deadline = started + timeout;
+    let mut status = None;
+    let mut timed_out = false;
+    while status.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            timed_out = true;
+            kill_tree(child);
+            status = waitpid(child, None).ok();
+            break;
+        }
+        let mut fds = Vec::with_capacity(3);
+        if out.open {
+            fds.push(PollFd::new(out.fd.as_fd(), PollFlags::POLLIN));
+        }
+        if err.open {
+            fds.push(PollFd::new(err.fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(p) = &pidfd {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        // Without a pidfd, wake up now and then to look for the exit.
+        let wait_ms = if pidfd.is_some() {
+            left.as_millis()
+        } else {
+            left.as_millis().min(5)
+        };
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(wait_ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX),
+        );
+        out.drain();
+        err.drain();
+        status = reap_orphans(Some(child));
+    }
+    // The shell has ended; take what its pipes already hold, but do not wait
+    // for background children of its that keep them open.
+    out.drain();
+    err.drain();
+    let (exit_status, signal) = match status {
+        Some(WaitStatus::Exited(_, code)) => (Some(code), None),
+        Some(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig.as_str().to_owned())),
+        _ => (None, None),
+    };
+    RunOutcome {
+        exit_status,
+        signal,
+        stdout: out.text(),
+        stderr: err.text(),
+        duration_ms: ms(started.elapsed()),
+        timed_out,
+        truncated: out.truncated || err.truncated,
+        pid: None,
+        error: None,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Kills a command and everything it started: its session, and every
+/// descendant found by parent links, repeated until nothing new appears so
+/// that processes forking while we look are caught too.
+fn kill_tree(root: Pid) {
+    let root = root.as_raw();
+    let _ = kill(Pid::from_raw(-root), Signal::SIGKILL);
+    for _ in 0..8 {
+        let procs = crate::probe::proc_table();
+        let mut doomed: Vec<i32> = vec![root];
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for p in &procs {
+                if !doomed.contains(&p.pid) && (doomed.contains(&p.ppid) || p.sid == root) {
+                    doomed.push(p.pid);
+                    changed = true;
+                }
+            }
+        }
+        let alive: Vec<i32> = doomed
+            .into_iter()
+            .filter(|pid| procs.iter().any(|p| p.pid == *pid && !p.zombie))
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        for pid in alive {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Labs and sandboxes: the only code that forks, enters namespaces, mounts
+//! or uses `unsafe`.
+//!
+//! The process tree, and why it needs no cleanup code:
+//!
+//! ```text
+//! nslab (runner, single-threaded, host namespaces)
+//! └── nslab-init        lab host: PID 1 of the lab's pid namespace, with new
+//!     │                 mount, net, uts, ipc, cgroup (and user) namespaces
+//!     ├── sh -c …       a step in the lab host
+//!     ├── nslab-init    a sandbox with a pid namespace of its own (its PID 1)
+//!     │   └── sh -c …
+//!     └── nslab-agent   a sandbox sharing the lab's pid namespace
+//! ```
+//!
+//! The lab's init dies with the runner (PR_SET_PDEATHSIG, set from the
+//! runner's only thread), and when the PID 1 of a pid namespace dies the
+//! kernel kills every process in it and in the namespaces nested below.
+//! Nothing is bind-mounted on the real machine, so the lab's namespaces,
+//! mounts, interfaces and `ip netns` entries go with its last process.
+//!
+//! The runner talks to one agent per context (the lab's init for `host`,
+//! and one per sandbox) over a socket pair made before the lab exists;
+//! agents take probes and start commands from inside their namespaces, so
+//! nothing has to enter a namespace after the fact.
+
+mod agent;
+pub mod proto;
+mod setup;
+mod sys;
+
+use crate::ns::NsSet;
+use crate::scenario::{Loopback, TimeOffsets};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use proto::{Request, Response};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+pub use agent::OUTPUT_CAP;
+
+/// How the lab's user namespace maps ids; `None` in [`LabSpec::user`] means
+/// a privileged lab with no user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabIdMaps {
+    pub uid_map: String,
+    pub gid_map: String,
+    /// An unprivileged writer must give up setgroups before writing gid_map.
+    pub deny_setgroups: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    pub user: Option<LabIdMaps>,
+    pub hostname: Option<String>,
+    pub sandboxes: Vec<SandboxSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub name: String,
+    pub namespaces: NsSet,
+    pub hostname: Option<String>,
+    pub uid_map: Option<String>,
+    pub gid_map: Option<String>,
+    /// Whether id 0 inside is mapped, so the agent can become root in it.
+    pub root_mapped: bool,
+    pub time_offsets: Option<TimeOffsets>,
+    pub loopback: Option<Loopback>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cannot create the lab: {0}")]
+    Create(String),
+    #[error("{context}: setup failed: {error}")]
+    Setup { context: String, error: String },
+    #[error("{0}: the agent ended unexpectedly")]
+    AgentGone(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("{context}: {error}")]
+    Io {
+        context: String,
+        error: std::io::Error,
+    },
+}
+
+/// A running lab. Dropping it kills every process in it.
+pub struct Lab {
+    init: Pid,
+    names: Vec<String>,
+    channels: Vec<UnixStream>,
+    /// Each context's agent pid as the context itself sees it.
+    pub agent_pids: Vec<i32>,
+}
+
+impl Lab {
+    /// Builds the lab and its sandboxes; returns once every agent is ready.
+    pub fn start(spec: &LabSpec, deadline: Instant) -> Result<Lab, LabError> {
+        let (init, channels) = setup::start_lab(spec)?;
+        let mut names = vec![crate::scenario::HOST.to_owned()];
+        names.extend(spec.sandboxes.iter().map(|s| s.name.clone()));
+        let mut lab = Lab {
+            init,
+            names,
+            channels,
+            agent_pids: Vec::new(),
+        };
+        // The lab's init reports last for itself but first in order of
+        // trouble: if it failed to make a sandbox, it says so here.
+        for i in 0..lab.channels.len() {
+            match lab.receive(i, deadline) {
+                Ok(Response::Ready { pid }) => lab.agent_pids.push(pid),
+                Ok(Response::SetupFailed { error }) => {
+                    return Err(LabError::Setup {
+                        context: lab.names[i].clone(),
+                        error,
+                    });
+                }
+                Ok(other) => {
+                    return Err(LabError::Setup {
+                        context: lab.names[i].clone(),
+                        error: format!("unexpected message {other:?}"),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lab)
+    }
+
+    pub fn context_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The host pid of the lab's init, for signals from outside.
+    pub fn init_pid(&self) -> i32 {
+        self.init.as_raw()
+    }
+
+    pub fn request(
+        &mut self,
+        ctx: usize,
+        req: &Request,
+        deadline: Instant,
+    ) -> Result<Response, LabError> {
+        let name = self.names[ctx].clone();
+        proto::send(&mut self.channels[ctx], req).map_err(|error| LabError::Io {
+            context: name,
+            error,
+        })?;
+        self.receive(ctx, deadline)
+    }
+
+    fn receive(&mut self, ctx: usize, deadline: Instant) -> Result<Response, LabError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(LabError::Timeout);
+        }
+        let chan = &mut self.channels[ctx];
+        let _ = chan.set_read_timeout(Some(left));
+        match proto::recv(chan) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(LabError::AgentGone(self.names[ctx].clone())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(LabError::Timeout)
+            }
+            Err(error) => Err(LabError::Io {
+                context: self.names[ctx].clone(),
+                error,
+            }),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Killing the lab's PID 1 makes the kernel kill everything inside.
+        let _ = kill(self.init, Signal::SIGKILL);
+        let _ = waitpid(self.init, None);
+    }
+}
+
+/// Runs `work` in a forked worker process that dies with the caller, and
+/// returns its pid and the read end of the pipe its result arrives on.
+/// Workers let `--jobs` run labs in parallel without threads, which would
+/// break `unshare(CLONE_NEWUSER)` and tie PR_SET_PDEATHSIG to one thread.
+pub fn fork_worker(work: impl FnOnce() -> Vec<u8>) -> Result<(i32, std::os::fd::OwnedFd), String> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    match sys::fork_process().map_err(|e| format!("fork: {e}"))? {
+        None => {
+            // ---- child: a worker ----
+            drop(r);
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let out = work();
+            let mut f = std::fs::File::from(w);
+            let _ = std::io::Write::write_all(&mut f, &out);
+            drop(f);
+            sys::exit_now(0)
+        }
+        Some(pid) => Ok((pid.as_raw(), r)),
+    }
+}
+
+/// Waits for a worker to end.
+pub fn reap_worker(pid: i32) {
+    let _ = waitpid(Pid::from_raw(pid), None);
+}

@@ -1,0 +1,97 @@
+//! The few system calls nix does not wrap safely. Every `unsafe` block of
+//! nslab is in this module or says why it is elsewhere in `sandbox`.
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// `clone(2)` used like `fork(2)`: no new stack, the child continues here.
+/// Returns `None` in the child.
+///
+/// The caller must be single-threaded: the child gets a copy of only the
+/// calling thread, and locks held by other threads would stay locked.
+pub fn clone_process(flags: CloneFlags) -> Result<Option<Pid>, Errno> {
+    // SAFETY: with a null stack pointer the raw clone syscall has fork
+    // semantics (the child runs on a copy-on-write copy of this stack), so no
+    // Rust invariant is broken; nslab only calls it from its single-threaded
+    // runner and from agents, which never start threads.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// `fork(2)`, for the same single-threaded callers as [`clone_process`].
+pub fn fork_process() -> Result<Option<Pid>, Errno> {
+    clone_process(CloneFlags::empty())
+}
+
+/// Ends a forked child without running the parent's destructors or flushing
+/// the parent's buffered output a second time.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets IFF_UP on an interface of the caller's network namespace.
+pub fn interface_up(name: &str) -> Result<(), Errno> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(Errno::EINVAL);
+    }
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: ifreq is plain old data, all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into a properly sized ifreq on a live socket.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above, SIOCSIFFLAGS reads the same ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Signal dispositions a command expects to start with. Rust ignores
+/// SIGPIPE in its own process, and ignored signals survive exec: without
+/// this, `yes | head -1` in a scenario would never end.
+pub fn reset_signals_for_exec() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for sig in [
+        Signal::SIGPIPE,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGCHLD,
+    ] {
+        // SAFETY: installing SIG_DFL runs no handler code, so there is no
+        // async-signal-safety concern; called in a child just before exec.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}
