@@ -51,9 +51,13 @@ struct RunArgs {
     /// Only scenarios whose name matches this glob, or `tag:WORD`; repeatable
     #[arg(long)]
     filter: Vec<String>,
-    /// Count a skipped scenario as a failure
+    /// Count a skipped scenario as a failure, and a vacuous one under --control
     #[arg(long)]
     strict: bool,
+    /// Also run each scenario with sandboxes sharing every namespace with the
+    /// lab host, to show which checks depend on isolation
+    #[arg(long)]
+    control: bool,
     /// Title carried into the report
     #[arg(long)]
     title: Option<String>,
@@ -213,7 +217,7 @@ fn cmd_run(a: RunArgs) -> i32 {
     } else {
         Box::new(std::io::stdout())
     });
-    let results = run_all(&scenarios, &machine, id_base, jobs, &mut |r| {
+    let results = run_all(&scenarios, &machine, id_base, jobs, a.control, &mut |r| {
         let _ = write!(human, "{}", report::terminal::scenario_line(r));
         let _ = human.flush();
     });
@@ -268,7 +272,12 @@ fn cmd_run(a: RunArgs) -> i32 {
         report::terminal::summary_line(&report, (!to_stdout).then_some(a.report.as_str()))
     );
     let s = &report.summary;
-    let bad = s.failed + s.errored + if a.strict { s.skipped } else { 0 };
+    let vacuous = report
+        .scenarios
+        .iter()
+        .filter(|s| s.control.as_ref().is_some_and(|c| c.vacuous))
+        .count();
+    let bad = s.failed + s.errored + if a.strict { s.skipped + vacuous } else { 0 };
     if bad > 0 || !report.host_integrity.unchanged {
         EXIT_FAILED
     } else {
@@ -283,11 +292,17 @@ fn run_all(
     machine: &Machine,
     id_base: u32,
     jobs: usize,
+    control: bool,
     done: &mut dyn FnMut(&ScenarioReport),
 ) -> Vec<ScenarioReport> {
     let run_one = |s: &Scenario| {
         let offer = crate::runner::offer_for(s, machine, id_base);
-        crate::runner::run_scenario(s, &offer, false)
+        let mut r = crate::runner::run_scenario(s, &offer, false);
+        if control && !s.sandboxes.is_empty() && r.verdict == Verdict::Passed {
+            let c = crate::runner::run_scenario(s, &offer, true);
+            r.control = Some(report::ControlReport::from_run(&c));
+        }
+        r
     };
     let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
     let mut printed = 0;
@@ -376,6 +391,7 @@ fn run_one_failed(s: &Scenario) -> ScenarioReport {
         lab_namespaces: Default::default(),
         sandboxes: Vec::new(),
         steps: Vec::new(),
+        control: None,
     }
 }
 

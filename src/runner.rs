@@ -55,6 +55,7 @@ fn empty_report(s: &Scenario, verdict: Verdict, reason: Option<String>) -> Scena
         lab_namespaces: BTreeMap::new(),
         sandboxes: Vec::new(),
         steps: s.steps.iter().map(not_run).collect(),
+        control: None,
     }
 }
 
@@ -182,13 +183,14 @@ fn run_lab(
     if report.verdict == Verdict::Errored {
         return report;
     }
-    let _ = control;
     let names: Vec<String> = lab.context_names().to_vec();
     let mut failed = false;
     let mut errored: Option<String> = None;
     let mut timed_out = false;
     for (i, step) in s.steps.iter().enumerate() {
-        if timed_out || (failed && !step.always) {
+        // The control runs every step, so that each check's dependence on
+        // isolation is known, not only the first one's.
+        if timed_out || (failed && !step.always && !control) {
             continue;
         }
         let r = run_step(&mut lab, &names, step, deadline);

@@ -112,6 +112,50 @@ pub struct ScenarioReport {
     pub lab_namespaces: BTreeMap<String, u64>,
     pub sandboxes: Vec<SandboxReport>,
     pub steps: Vec<StepReport>,
+    /// With `--control`: the same scenario with no sandbox isolated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlReport>,
+}
+
+/// The positive control: which checks failed once the sandboxes shared
+/// every namespace with the lab host (they depend on isolation), and which
+/// still passed (they would pass without it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlReport {
+    pub verdict: Verdict,
+    pub vacuous: bool,
+    pub reason: Option<String>,
+    pub failed_checks: Vec<String>,
+    pub passed_checks: Vec<String>,
+}
+
+impl ControlReport {
+    pub fn from_run(control: &ScenarioReport) -> ControlReport {
+        let mut failed_checks = Vec::new();
+        let mut passed_checks = Vec::new();
+        for st in &control.steps {
+            for c in &st.checks {
+                let label = format!(
+                    "step {} {}{}",
+                    st.index,
+                    c.check,
+                    c.in_.as_deref().map(|i| format!(" in {i}")).unwrap_or_default()
+                );
+                if c.passed {
+                    passed_checks.push(label);
+                } else {
+                    failed_checks.push(label);
+                }
+            }
+        }
+        ControlReport {
+            verdict: control.verdict,
+            vacuous: control.verdict == Verdict::Passed,
+            reason: control.reason.clone(),
+            failed_checks,
+            passed_checks,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -56,6 +56,23 @@ pub fn scenario_line(s: &ScenarioReport) -> String {
         let _ = write!(out, "  {t}");
     }
     out.push('\n');
+    if let Some(c) = &s.control {
+        if c.vacuous {
+            let _ = writeln!(
+                out,
+                "       {} every check still passed with no sandbox isolated: this scenario proves nothing",
+                paint(YELLOW, "VACUOUS")
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "       {} {} check(s) failed with no sandbox isolated: {}",
+                paint(GREEN, "control"),
+                c.failed_checks.len(),
+                c.failed_checks.join(", ")
+            );
+        }
+    }
     if matches!(s.verdict, Verdict::Skipped | Verdict::Errored)
         && let Some(r) = &s.reason
     {
@@ -81,7 +98,8 @@ pub fn scenario_line(s: &ScenarioReport) -> String {
             if let Some(c) = &st.command {
                 let _ = writeln!(out, "        $ {c}");
             }
-            if let Some(r) = &st.reason {
+            let failed_checks = st.checks.iter().any(|c| !c.passed);
+            if let Some(r) = st.reason.as_ref().filter(|_| !failed_checks) {
                 let _ = writeln!(out, "        {}", paint(RED, r));
             }
             for c in st.checks.iter().filter(|c| !c.passed) {
