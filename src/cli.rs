@@ -211,6 +211,9 @@ fn cmd_run(a: RunArgs) -> i32 {
     let id_base = crate::env::lab_id_base("/etc/subuid");
     let started_at = crate::env::rfc3339(SystemTime::now());
     let t0 = Instant::now();
+    if let Some(layout) = crate::sandbox::cgroup::detect_here() {
+        crate::sandbox::cgroup::sweep_stale(&layout);
+    }
     let before = crate::integrity::snapshot();
     let mut human = anstream::AutoStream::auto(if to_stdout {
         Box::new(std::io::stderr()) as Box<dyn Write>

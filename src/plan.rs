@@ -112,6 +112,7 @@ pub fn plan(s: &Scenario, offer: &Offer, control: bool) -> Plan {
                 root_mapped: false,
                 time_offsets: None,
                 loopback: None,
+                cgroup_procs: Vec::new(),
             }
         } else {
             let u = sb.effective_uid_map();
@@ -126,6 +127,7 @@ pub fn plan(s: &Scenario, offer: &Offer, control: bool) -> Plan {
                 root_mapped: maps_root(&u) && maps_root(&g),
                 time_offsets: sb.time_offsets,
                 loopback: sb.loopback,
+                cgroup_procs: Vec::new(),
             }
         });
     }

@@ -96,19 +96,63 @@ pub fn run_scenario(s: &Scenario, offer: &Offer, control: bool) -> ScenarioRepor
                     Verdict::Errored,
                     Some("`links` are not supported by this version of nslab yet".into()),
                 )
-            } else if s.sandboxes.iter().any(|b| !b.limits.is_empty()) {
-                empty_report(
-                    s,
-                    Verdict::Errored,
-                    Some("cgroup `limits` are not supported by this version of nslab yet".into()),
-                )
             } else {
-                run_lab(s, &spec, control, started)
+                let mut spec = spec;
+                match make_cgroups(s, &mut spec) {
+                    Err(reason) => empty_report(s, Verdict::Skipped, Some(reason)),
+                    Ok(cgroups) => {
+                        let r = run_lab(s, &spec, control, started);
+                        // run_lab has dropped the lab: its processes are gone.
+                        for cg in cgroups {
+                            crate::sandbox::cgroup::remove(cg);
+                        }
+                        r
+                    }
+                }
             }
         }
     };
     report.duration_ms = ms(started.elapsed());
     report
+}
+
+/// A cgroup for each sandbox with `limits`, its cgroup.procs handed to the
+/// sandbox's spec so that it joins before its namespaces are made.
+fn make_cgroups(
+    s: &Scenario,
+    spec: &mut crate::sandbox::LabSpec,
+) -> Result<Vec<crate::sandbox::cgroup::SandboxCgroup>, String> {
+    use crate::sandbox::cgroup;
+    let mut made = Vec::new();
+    for (sb, sbspec) in s.sandboxes.iter().zip(spec.sandboxes.iter_mut()) {
+        if sb.limits.is_empty() {
+            continue;
+        }
+        let fail = |e: String, made: Vec<cgroup::SandboxCgroup>| {
+            for cg in made {
+                cgroup::remove(cg);
+            }
+            Err(format!(
+                "sandbox `{}` has `limits`, but nslab cannot make cgroups here ({e}): run as root, or inside a delegated cgroup (systemd-run --user --scope -p Delegate=yes nslab run …)",
+                sb.name
+            ))
+        };
+        let Some(layout) = cgroup::detect_here() else {
+            return fail("no cgroup hierarchy is mounted".into(), made);
+        };
+        let run_dir = format!("nslab-{}-{}", std::process::id(), s.name);
+        match cgroup::create(&layout, &run_dir, &sb.name, &sb.limits) {
+            Ok(mut cg) => {
+                sbspec.cgroup_procs = std::mem::take(&mut cg.procs)
+                    .into_iter()
+                    .map(std::sync::Arc::new)
+                    .collect();
+                made.push(cg);
+            }
+            Err(e) => return fail(e, made),
+        }
+    }
+    Ok(made)
 }
 
 fn run_lab(

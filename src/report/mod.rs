@@ -139,7 +139,10 @@ impl ControlReport {
                     "step {} {}{}",
                     st.index,
                     c.check,
-                    c.in_.as_deref().map(|i| format!(" in {i}")).unwrap_or_default()
+                    c.in_
+                        .as_deref()
+                        .map(|i| format!(" in {i}"))
+                        .unwrap_or_default()
                 );
                 if c.passed {
                     passed_checks.push(label);

@@ -25,6 +25,7 @@
 //! nothing has to enter a namespace after the fact.
 
 mod agent;
+pub mod cgroup;
 pub mod proto;
 mod setup;
 mod sys;
@@ -68,6 +69,8 @@ pub struct SandboxSpec {
     pub root_mapped: bool,
     pub time_offsets: Option<TimeOffsets>,
     pub loopback: Option<Loopback>,
+    /// cgroup.procs files the sandbox joins before its namespaces exist.
+    pub cgroup_procs: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::CloneFlags;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::waitpid;
 use nix::unistd::{Gid, Pid, Uid, pipe2, read, setresgid, setresuid, write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -223,55 +223,49 @@ fn become_root() -> Result<(), String> {
 
 /// Lab side: creates one sandbox's agent. The socket end moves into it.
 fn spawn_sandbox(sb: &SandboxSpec, end: UnixStream) -> Result<(), String> {
-    let Some(offsets) = sb.time_offsets.filter(|_| sb.namespaces.contains(Ns::Time)) else {
-        if sb.namespaces.contains(Ns::Time) {
-            return spawn_in_new_time_ns(sb, end, Default::default());
-        }
+    if !sb.namespaces.contains(Ns::Time) && sb.cgroup_procs.is_empty() {
         return create_agent(sb, end).map(|_| ());
-    };
-    spawn_in_new_time_ns(sb, end, offsets)
+    }
+    spawn_via_spawner(sb, end)
 }
 
-/// A time namespace applies to the children of whoever unshares it, and
-/// only before any process is in it may its offsets be set: a short-lived
-/// spawner unshares, sets the offsets, and creates the agent as its child.
-fn spawn_in_new_time_ns(
-    sb: &SandboxSpec,
-    mut end: UnixStream,
-    offsets: crate::scenario::TimeOffsets,
-) -> Result<(), String> {
+/// A time namespace applies to the children of whoever unshares it, only
+/// before any process is in it may its offsets be set, and a cgroup
+/// namespace is rooted where its creator stands: so a short-lived spawner
+/// joins the sandbox's cgroups, unshares time and sets the offsets, then
+/// creates the agent as its child.
+fn spawn_via_spawner(sb: &SandboxSpec, mut end: UnixStream) -> Result<(), String> {
     match fork_process().map_err(|e| format!("fork: {e}"))? {
         None => {
             // ---- child: the spawner ----
-            let res = nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
-                .map_err(|e| format!("unshare(CLONE_NEWTIME): {e}"))
-                .and_then(|()| {
+            let res = (|| {
+                for fd in &sb.cgroup_procs {
+                    write(fd.as_ref(), b"0")
+                        .map_err(|e| format!("joining the sandbox's cgroup: {e}"))?;
+                }
+                if sb.namespaces.contains(Ns::Time) {
+                    let o = sb.time_offsets.unwrap_or_default();
+                    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+                        .map_err(|e| format!("unshare(CLONE_NEWTIME): {e}"))?;
                     write_file(
                         "/proc/self/timens_offsets",
-                        &format!(
-                            "monotonic {} 0\nboottime {} 0\n",
-                            offsets.monotonic, offsets.boottime
-                        ),
-                    )
-                });
-            let res = match res {
-                Ok(()) => match end.try_clone() {
-                    Ok(e) => create_agent(sb, e).map(|_| ()),
-                    Err(e) => Err(e.to_string()),
-                },
-                Err(e) => Err(e),
-            };
+                        &format!("monotonic {} 0\nboottime {} 0\n", o.monotonic, o.boottime),
+                    )?;
+                }
+                let e = end.try_clone().map_err(|e| e.to_string())?;
+                create_agent(sb, e).map(|_| ())
+            })();
             if let Err(error) = res {
                 let _ = proto::send(&mut end, &Response::SetupFailed { error });
                 exit_now(1);
             }
             exit_now(0)
         }
-        Some(spawner) => match waitpid(spawner, None) {
-            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
-            // The spawner told the runner why, on the sandbox's channel.
-            _ => Ok(()),
-        },
+        Some(spawner) => {
+            // A failed spawner told the runner why, on the sandbox's channel.
+            let _ = waitpid(spawner, None);
+            Ok(())
+        }
     }
 }
 
