@@ -95,7 +95,7 @@ pub fn plan(s: &Scenario, offer: &Offer, control: bool) -> Plan {
     for sb in &s.sandboxes {
         if !control && sb.namespaces.contains(Ns::User) {
             let (u, g) = (sb.effective_uid_map(), sb.effective_gid_map());
-            if !s.privileged && !(fits(&u, available) && fits(&g, available)) {
+            if !(s.privileged || fits(&u, available) && fits(&g, available)) {
                 return Plan::Skip(format!(
                     "sandbox `{}` maps lab ids beyond the {available} this lab has: a rootless lab maps only your own id; run nslab as root",
                     sb.name

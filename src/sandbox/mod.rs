@@ -93,6 +93,9 @@ pub enum LabError {
 /// A running lab. Dropping it kills every process in it.
 pub struct Lab {
     init: Pid,
+    /// Held for the lab's life; the lab's init checks it is still open after
+    /// arming its parent-death signal, which closes the race with our death.
+    _lifeline: std::os::fd::OwnedFd,
     names: Vec<String>,
     channels: Vec<UnixStream>,
     /// Each context's agent pid as the context itself sees it.
@@ -102,11 +105,12 @@ pub struct Lab {
 impl Lab {
     /// Builds the lab and its sandboxes; returns once every agent is ready.
     pub fn start(spec: &LabSpec, deadline: Instant) -> Result<Lab, LabError> {
-        let (init, channels) = setup::start_lab(spec)?;
+        let (init, channels, lifeline) = setup::start_lab(spec)?;
         let mut names = vec![crate::scenario::HOST.to_owned()];
         names.extend(spec.sandboxes.iter().map(|s| s.name.clone()));
         let mut lab = Lab {
             init,
+            _lifeline: lifeline,
             names,
             channels,
             agent_pids: Vec::new(),
@@ -197,11 +201,16 @@ impl Drop for Lab {
 /// break `unshare(CLONE_NEWUSER)` and tie PR_SET_PDEATHSIG to one thread.
 pub fn fork_worker(work: impl FnOnce() -> Vec<u8>) -> Result<(i32, std::os::fd::OwnedFd), String> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let parent = nix::unistd::getpid();
     match sys::fork_process().map_err(|e| format!("fork: {e}"))? {
         None => {
             // ---- child: a worker ----
             drop(r);
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            // The parent may have died before the signal was armed.
+            if nix::unistd::getppid() != parent {
+                sys::exit_now(1);
+            }
             let out = work();
             let mut f = std::fs::File::from(w);
             let _ = std::io::Write::write_all(&mut f, &out);

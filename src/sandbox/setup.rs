@@ -39,8 +39,10 @@ fn write_file(path: &str, data: &str) -> Result<(), String> {
     std::fs::write(path, data).map_err(|e| format!("writing {path:?}: {e}"))
 }
 
-/// Runner side: creates the lab's init and hands it its id maps.
-pub(super) fn start_lab(spec: &LabSpec) -> Result<(Pid, Vec<UnixStream>), LabError> {
+/// Runner side: creates the lab's init and hands it its id maps. Returns
+/// the init's pid, the runner's ends of the channels, and the lifeline: the
+/// write end of a pipe the runner holds until it is done with the lab.
+pub(super) fn start_lab(spec: &LabSpec) -> Result<(Pid, Vec<UnixStream>, OwnedFd), LabError> {
     let create = |what: &str, e: std::io::Error| LabError::Create(format!("{what}: {e}"));
     let mut runner_ends = Vec::new();
     let mut agent_ends = Vec::new();
@@ -97,13 +99,27 @@ pub(super) fn start_lab(spec: &LabSpec) -> Result<(Pid, Vec<UnixStream>), LabErr
             "the lab's init ended before it started".into(),
         ));
     }
-    Ok((init, runner_ends))
+    Ok((init, runner_ends, go_w))
 }
 
 /// Blocks until the parent says go; `false` if the parent died instead.
 fn wait_go(go_r: &OwnedFd) -> bool {
     let mut b = [0u8; 1];
     matches!(read(go_r, &mut b), Ok(1))
+}
+
+/// Whether the other end of a lifeline pipe is still held: it closes when
+/// the process holding it dies.
+fn lifeline_held(r: &OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => true,
+        _ => !fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+    }
 }
 
 /// Lab side: PID 1 of the lab.
@@ -129,14 +145,19 @@ fn lab_init(spec: &LabSpec, sandbox_ends: Vec<UnixStream>, go_r: OwnedFd) -> Res
     // runner itself exits.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
     let _ = prctl::set_name(c"nslab-init");
-    // Closed by a runner that died before we could set pdeathsig.
     if !wait_go(&go_r) {
         exit_now(1);
     }
-    drop(go_r);
     if spec.user.is_some() {
         become_root()?;
+        // Changing credentials cleared the parent-death signal: set it again,
+        // then make sure the runner did not die before it was set.
+        prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
     }
+    if !lifeline_held(&go_r) {
+        exit_now(1);
+    }
+    drop(go_r);
     // Nothing mounted in the lab may propagate back to the real machine.
     mount(
         None::<&str>,

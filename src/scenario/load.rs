@@ -95,6 +95,7 @@ pub fn load_str(shown: &str, path: &Path, src: &str) -> Result<Scenario, Vec<Dia
         file: shown,
         src,
         errors: Vec::new(),
+        suggested: Vec::new(),
     };
     let root = match yaml::parse(src) {
         Ok(root) => root,
@@ -104,7 +105,7 @@ pub fn load_str(shown: &str, path: &Path, src: &str) -> Result<Scenario, Vec<Dia
                 .map(Pos::from)
                 .unwrap_or(Pos { line: 1, column: 1 });
             let msg = e.without_snippet().to_string();
-            let msg = msg.lines().next().unwrap_or("invalid YAML").to_owned();
+            let msg = clean_yaml_message(msg.lines().next().unwrap_or("invalid YAML"));
             l.err(p, format!("invalid YAML: {msg}"), None);
             return Err(l.errors);
         }
@@ -127,6 +128,9 @@ struct Loader<'a> {
     file: &'a str,
     src: &'a str,
     errors: Vec<Diagnostic>,
+    /// Keys already suggested for a typo, so "missing `steps`" is not said
+    /// again about a file that wrote `stepz`.
+    suggested: Vec<String>,
 }
 
 impl<'a> Loader<'a> {
@@ -183,7 +187,10 @@ impl<'a> Loader<'a> {
             };
             if !allowed.contains(&key.as_str()) {
                 let help = match closest(key, allowed) {
-                    Some(c) => format!("did you mean `{c}`?"),
+                    Some(c) => {
+                        self.suggested.push(c.to_owned());
+                        format!("did you mean `{c}`?")
+                    }
                     None => format!("valid keys here: {}", allowed.join(", ")),
                 };
                 self.err(pos(k), format!("unknown key `{key}` in {what}"), Some(help));
@@ -278,7 +285,7 @@ impl<'a> Loader<'a> {
     fn scenario(&mut self, root: &Spanned<Node>, path: &Path) -> Option<Scenario> {
         let f = self.fields(root, "the scenario", TOP_KEYS)?;
         for key in ["name", "steps"] {
-            if !f.contains_key(key) {
+            if !f.contains_key(key) && !self.suggested.iter().any(|k| k == key) {
                 self.err(
                     pos(root),
                     format!("the scenario has no `{key}`"),
@@ -1128,7 +1135,7 @@ impl<'a> Loader<'a> {
             });
         }
         let f = self.fields(n, what, Matchers::KEYS)?;
-        if f.is_empty() {
+        if f.is_empty() && matches!(&n.value, Node::Map(e) if e.is_empty()) {
             self.err(
                 pos(n),
                 format!("{what} has no matcher, so it checks nothing"),
@@ -1181,7 +1188,8 @@ impl<'a> Loader<'a> {
             Ok(regex) => Some(Pattern { source, regex }),
             Err(e) => {
                 let detail = e.to_string();
-                let last = detail.lines().last().unwrap_or("").trim().to_owned();
+                let last = detail.lines().last().unwrap_or("").trim();
+                let last = last.strip_prefix("error: ").unwrap_or(last).to_owned();
                 self.err(
                     pos(n),
                     format!("invalid regular expression {source:?}: {last}"),
@@ -1191,6 +1199,21 @@ impl<'a> Loader<'a> {
             }
         }
     }
+}
+
+/// The parser's messages end with a location we already show, and some
+/// carry advice for programmers using the library, not for authors.
+fn clean_yaml_message(m: &str) -> String {
+    let mut m = m.to_owned();
+    if let Some(i) = m.find(", set DuplicateKeyPolicy") {
+        let rest = &m[i..];
+        let keep = rest.find(" at line ").map(|j| &rest[j..]).unwrap_or("");
+        m = format!("{}{}", &m[..i], keep);
+    }
+    if let Some(i) = m.rfind(" at line ") {
+        m.truncate(i);
+    }
+    m
 }
 
 fn valid_name(s: &str, scenario: bool) -> bool {
@@ -1221,7 +1244,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         other => return Err(format!("unknown unit {other:?} in {t:?}")),
     };
-    if !(secs > 0.0) {
+    if secs.is_nan() || secs <= 0.0 {
         return Err(format!("{t:?} must be longer than zero"));
     }
     if secs > 86_400.0 {

@@ -1,0 +1,464 @@
+//! nslab's integration tests: everything that creates namespaces goes
+//! through the binary, because `unshare(CLONE_NEWUSER)` fails in the
+//! multi-threaded test harness.
+
+mod support;
+
+use predicates::prelude::*;
+use rstest::rstest;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::*;
+
+// ---------- the command line ----------
+
+#[test]
+fn usage_errors_exit_2() {
+    nslab().arg("--no-such-flag").assert().code(2);
+    nslab().args(["run", "--jobs", "many"]).assert().code(2);
+    nslab()
+        .args(["run", "no/such/dir"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no such file or folder"));
+    nslab().arg("--help").assert().code(0);
+}
+
+#[test]
+fn validate_accepts_every_bundled_scenario() {
+    nslab()
+        .args(["validate", "scenarios"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "scenarios/netns.yaml  (netns-firewall)",
+        ));
+}
+
+#[test]
+fn list_shows_names_titles_namespaces_tags() {
+    nslab()
+        .args(["list", "scenarios"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("uts-hostname"))
+        .stdout(predicate::str::contains("[uts]"))
+        .stdout(predicate::str::contains(
+            "[mount,pid,net,ipc,uts,user,cgroup,time]",
+        ))
+        .stdout(predicate::str::contains(
+            "Firewall rules differ across network namespaces",
+        ));
+}
+
+#[test]
+fn duplicate_names_in_one_run_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.yaml", "b.yaml"] {
+        std::fs::write(
+            dir.path().join(f),
+            "name: same\nsteps:\n  - run: \"true\"\n",
+        )
+        .unwrap();
+    }
+    let report = dir.path().join("r.json");
+    nslab()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--report")
+        .arg(&report)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("names must be unique"));
+    assert!(!report.exists(), "nothing runs when a file is invalid");
+}
+
+/// Every malformed file is refused with exit 2 and a message that names the
+/// file, line and column; the messages are snapshots.
+#[rstest]
+fn invalid_files_are_refused(#[files("tests/fixtures/invalid/*.yaml")] path: PathBuf) {
+    let rel = rel(&path);
+    let out = nslab().args(["validate", &rel]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{rel} must be refused");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("{rel}:")),
+        "message names the file: {stderr}"
+    );
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    insta::with_settings!({snapshot_suffix => name, prepend_module_to_snapshot => false}, {
+        insta::assert_snapshot!("invalid", stderr);
+    });
+    // `run` refuses the same file before doing anything.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    nslab()
+        .arg("run")
+        .arg(&rel)
+        .arg("--report")
+        .arg(&report)
+        .assert()
+        .code(2);
+    assert!(!report.exists());
+}
+
+// ---------- bundled scenarios, for real ----------
+
+/// Each bundled scenario passes as root, and its positive control shows
+/// that its checks depend on the namespaces it creates. As another user,
+/// each passes or is skipped with a reason.
+#[rstest]
+fn bundled_scenario(#[files("scenarios/*.yaml")] path: PathBuf) {
+    require_lab!();
+    let rel = rel(&path);
+    let (code, report, _) = run_report(&[&rel, "--control", "--jobs", "1"]);
+    let sc = &report["scenarios"][0];
+    if is_root() {
+        assert_eq!(code, 0, "{rel}: {sc:#}");
+        assert_eq!(sc["verdict"], "passed", "{rel}: {sc:#}");
+        if sc["sandboxes"].as_array().is_some_and(|s| !s.is_empty()) {
+            let control = &sc["control"];
+            assert_eq!(
+                control["vacuous"], false,
+                "{rel} must depend on isolation: {control:#}"
+            );
+            assert!(!control["failed_checks"].as_array().unwrap().is_empty());
+        }
+    } else {
+        let v = sc["verdict"].as_str().unwrap();
+        assert!(
+            v == "passed"
+                || (v == "skipped" && sc["reason"].as_str().is_some_and(|r| !r.is_empty())),
+            "{rel}: {sc:#}"
+        );
+    }
+    assert_eq!(
+        report["host_integrity"]["unchanged"], true,
+        "{:#}",
+        report["host_integrity"]
+    );
+}
+
+#[test]
+fn a_whole_folder_runs_in_parallel_with_results_in_file_order() {
+    require_lab!();
+    require_root!();
+    let (code, report, stdout) = run_report(&["scenarios", "--jobs", "2"]);
+    assert_eq!(code, 0, "{stdout}");
+    let names: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let mut sorted_by_file: Vec<(String, &str)> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["file"].as_str().unwrap().to_owned(),
+                s["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    sorted_by_file.sort();
+    assert_eq!(
+        names,
+        sorted_by_file.iter().map(|(_, n)| *n).collect::<Vec<_>>()
+    );
+    assert!(names.len() >= 9);
+    assert_eq!(report["summary"]["passed"], names.len());
+    // One line per scenario, in the same order, and the closing summary.
+    let order: Vec<usize> = names
+        .iter()
+        .map(|n| {
+            stdout
+                .find(&format!("PASS  {n}"))
+                .expect("a line per scenario")
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{stdout}");
+    assert!(stdout.contains(&format!(
+        "{} passed, 0 failed, 0 skipped, 0 errored",
+        names.len()
+    )));
+}
+
+// ---------- failures, skips, features ----------
+
+#[rstest]
+#[case("wrong-stdout.yaml", &["passed", "failed", "not_run", "passed"])]
+#[case("status.yaml", &["failed", "not_run"])]
+#[case("differ.yaml", &["failed"])]
+#[case("timeout.yaml", &["failed", "passed"])]
+#[case("scenario-timeout.yaml", &["passed", "failed", "not_run"])]
+#[case("value.yaml", &["passed", "failed"])]
+fn failing_scenarios_fail_at_the_right_step(#[case] file: &str, #[case] verdicts: &[&str]) {
+    require_lab!();
+    let (code, report, stdout) = run_report(&[&format!("tests/fixtures/fail/{file}")]);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        report["scenarios"][0]["verdict"], "failed",
+        "{:#}",
+        report["scenarios"][0]
+    );
+    assert_eq!(
+        step_verdicts(&report),
+        verdicts,
+        "{:#}",
+        report["scenarios"][0]
+    );
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn a_failure_shows_step_command_expected_actual_and_output() {
+    require_lab!();
+    let (_, _, stdout) = run_report(&["tests/fixtures/fail/wrong-stdout.yaml"]);
+    assert!(stdout.contains("step 2 echo two (in host)"), "{stdout}");
+    assert!(stdout.contains("$ echo two"), "{stdout}");
+    assert!(stdout.contains("expected: \"three\""), "{stdout}");
+    assert!(stdout.contains("actual:   \"two\\n\""), "{stdout}");
+    assert!(stdout.contains("stdout:\n          two"), "{stdout}");
+}
+
+#[test]
+fn a_timed_out_step_is_killed_with_its_tree() {
+    require_lab!();
+    let t = Instant::now();
+    let (_, report, _) = run_report(&["tests/fixtures/fail/timeout.yaml"]);
+    assert!(t.elapsed() < Duration::from_secs(20));
+    let step = &report["scenarios"][0]["steps"][0];
+    assert_eq!(step["observations"][0]["timed_out"], true);
+    assert_eq!(step["observations"][0]["exit_status"], Value::Null);
+    assert_eq!(step["reason"], "timed out after 300ms");
+    // The `always` step after it saw no survivor.
+    assert_eq!(report["scenarios"][0]["steps"][1]["verdict"], "passed");
+}
+
+#[test]
+fn the_scenario_timeout_ends_a_scenario() {
+    require_lab!();
+    let t = Instant::now();
+    let (_, report, _) = run_report(&["tests/fixtures/fail/scenario-timeout.yaml"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        report["scenarios"][0]["reason"],
+        "scenario timed out after 500ms"
+    );
+}
+
+#[test]
+fn unmet_requirements_skip_with_a_reason_and_strict_fails_them() {
+    let (code, report, _) = run_report(&["tests/fixtures/pass/skip.yaml"]);
+    assert_eq!(code, 0);
+    let sc = &report["scenarios"][0];
+    assert_eq!(sc["verdict"], "skipped");
+    assert!(
+        sc["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing command nslab-no-such-command")
+    );
+    assert!(sc["reason"].as_str().unwrap().contains("install it"));
+    let (code, report, _) = run_report(&["tests/fixtures/pass/kernel-skip.yaml"]);
+    assert_eq!(code, 0);
+    assert!(
+        report["scenarios"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("needs Linux 99.0.0 or later")
+    );
+    let (code, _, _) = run_report(&["tests/fixtures/pass/skip.yaml", "--strict"]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn step_features() {
+    require_lab!();
+    require_root!();
+    let (code, report, stdout) = run_report(&["tests/fixtures/pass/features.yaml"]);
+    assert_eq!(code, 0, "{stdout}\n{:#}", report["scenarios"][0]);
+    let steps = &report["scenarios"][0]["steps"];
+    assert_eq!(steps[4]["observations"][0]["exit_status"], 4);
+    assert_eq!(steps[4]["observations"][0]["stderr"], "oops\n");
+    assert!(steps[6]["observations"][0]["pid"].as_i64().unwrap() > 1);
+}
+
+#[test]
+fn firewall_and_reach_probes_agree_with_iptables_and_nft() {
+    require_lab!();
+    require_root!();
+    for cmd in ["iptables", "nft"] {
+        if std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {cmd}")])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            skip(&format!("{cmd} is not installed (.ci/run installs it)"));
+            return;
+        }
+    }
+    let (code, report, stdout) = run_report(&["tests/fixtures/pass/firewall.yaml"]);
+    assert_eq!(code, 0, "{stdout}\n{:#}", report["scenarios"][0]);
+}
+
+#[test]
+fn the_lecture_demo_leaves_the_machine_as_it_was() {
+    require_lab!();
+    require_root!();
+    let netns_before = std::fs::read_dir("/run/netns")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let links_before = std::fs::read_to_string("/proc/net/dev").unwrap();
+    let (code, report, _) = run_report(&["scenarios/netns.yaml"]);
+    assert_eq!(code, 0);
+    assert_eq!(report["host_integrity"]["unchanged"], true);
+    assert_eq!(
+        report["host_integrity"]["checked"],
+        serde_json::json!([
+            "hostname",
+            "interfaces",
+            "netns",
+            "firewall",
+            "mounts",
+            "ipc"
+        ])
+    );
+    assert_eq!(
+        std::fs::read_dir("/run/netns")
+            .map(|d| d.count())
+            .unwrap_or(0),
+        netns_before
+    );
+    let names = |t: &str| {
+        t.lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(|n| n.trim().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&std::fs::read_to_string("/proc/net/dev").unwrap()),
+        names(&links_before)
+    );
+}
+
+/// The report, with what changes from run to run redacted.
+#[test]
+fn report_snapshot() {
+    require_lab!();
+    require_root!();
+    let (_, mut report, _) = run_report(&[
+        "scenarios/uts.yaml",
+        "--title",
+        "Lab 3",
+        "--author",
+        "A. Student",
+        "--course",
+        "OS 101",
+    ]);
+    // Inode numbers change from run to run; whether two are equal does not.
+    let sc = &mut report["scenarios"][0];
+    let lab = sc["lab_namespaces"].clone();
+    for (k, v) in sc["lab_namespaces"].as_object_mut().unwrap() {
+        *v = Value::String(format!("[lab {k}]"));
+    }
+    for sb in sc["sandboxes"].as_array_mut().unwrap() {
+        for (k, v) in sb["namespaces"].as_object_mut().unwrap() {
+            let same = lab[k] == *v;
+            *v = Value::String(if same {
+                format!("[lab {k}]")
+            } else {
+                format!("[own {k}]")
+            });
+        }
+    }
+    insta::assert_json_snapshot!("report-uts", report, {
+        ".started_at" => "[time]",
+        ".duration_ms" => "[ms]",
+        ".environment" => "[environment]",
+        ".nslab_version" => "[version]",
+        ".scenarios[].duration_ms" => "[ms]",
+        ".scenarios[].steps[].observations[].duration_ms" => "[ms]",
+    });
+}
+
+// ---------- cleanup the kernel guarantees ----------
+
+fn processes_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// SIGKILL to nslab at any moment, even while it builds the lab, leaves no
+/// process, netns, interface or mount behind.
+#[test]
+fn sigkill_at_any_moment_leaves_nothing_behind() {
+    require_lab!();
+    require_root!();
+    let bin = assert_cmd::cargo::cargo_bin("nslab");
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    for delay_ms in [0u64, 1, 3, 8, 20, 60, 150, 400] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(&bin)
+            .current_dir(root())
+            .args(["run", "tests/fixtures/slow/kill.yaml", "--report"])
+            .arg(dir.path().join("r.json"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = [processes_with("sleep 3601"), processes_with("sleep 3602")].concat();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "killed after {delay_ms} ms, still running: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!std::path::Path::new("/run/netns/nslab-kill-test").exists());
+        assert!(
+            !std::fs::read_to_string("/proc/net/dev")
+                .unwrap()
+                .contains("nslabkill")
+        );
+    }
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(mounts_before, mounts_after);
+}
