@@ -90,13 +90,7 @@ pub fn run_scenario(s: &Scenario, offer: &Offer, control: bool) -> ScenarioRepor
     let mut report = match plan(s, offer, control) {
         Plan::Skip(reason) => empty_report(s, Verdict::Skipped, Some(reason)),
         Plan::Run(spec) => {
-            if !s.links.is_empty() {
-                empty_report(
-                    s,
-                    Verdict::Errored,
-                    Some("`links` are not supported by this version of nslab yet".into()),
-                )
-            } else {
+            {
                 let mut spec = spec;
                 match make_cgroups(s, &mut spec) {
                     Err(reason) => empty_report(s, Verdict::Skipped, Some(reason)),
@@ -228,6 +222,33 @@ fn run_lab(
         return report;
     }
     let names: Vec<String> = lab.context_names().to_vec();
+    for (i, link) in s.links.iter().enumerate() {
+        let idx = |c: &str| {
+            names
+                .iter()
+                .position(|n| n == c)
+                .expect("validated context")
+        };
+        let ends = link_names(i, link);
+        let addrs = link.addresses.as_ref();
+        let res = lab.link(
+            idx(&link.between[0]),
+            idx(&link.between[1]),
+            [&ends[0], &ends[1]],
+            [addrs.map(|a| a[0].as_str()), addrs.map(|a| a[1].as_str())],
+            deadline,
+        );
+        if let Err(e) = res {
+            report.verdict = Verdict::Errored;
+            report.reason = Some(format!(
+                "link {} between {} and {}: {e}",
+                i + 1,
+                link.between[0],
+                link.between[1]
+            ));
+            return report;
+        }
+    }
     let mut failed = false;
     let mut errored: Option<String> = None;
     let mut timed_out = false;
@@ -285,6 +306,22 @@ fn run_lab(
         report.reason = first.map(|st| format!("step {} failed: {}", st.index, st.name));
     }
     report
+}
+
+/// The interface names of a link's two ends: as written, or
+/// `veth<N>-<other end>` (N counting links from 0), cut to the kernel's 15.
+pub fn link_names(i: usize, link: &crate::scenario::Link) -> [String; 2] {
+    match &link.names {
+        Some(n) => n.clone(),
+        None => {
+            let name = |other: &str| {
+                let mut s = format!("veth{i}-{other}");
+                s.truncate(15);
+                s
+            };
+            [name(&link.between[1]), name(&link.between[0])]
+        }
+    }
 }
 
 pub fn humantime(d: Duration) -> String {

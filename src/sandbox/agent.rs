@@ -11,7 +11,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, pipe2, read};
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,24 @@ pub(super) fn serve(mut chan: UnixStream) {
                 Some(uid) => probe_as(&probe, uid),
             }),
             Request::Namespaces => Response::Namespaces(namespaces()),
+            Request::NetnsFd => match std::fs::File::open("/proc/self/ns/net") {
+                Ok(f) => {
+                    if proto::send(&mut chan, &Response::FdFollows).is_err()
+                        || super::sys::send_fd(chan.as_raw_fd(), f.as_raw_fd()).is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => Response::Done(Err(format!("opening /proc/self/ns/net: {e}"))),
+            },
+            Request::AddVeth { name, peer } => match super::sys::recv_fd(chan.as_raw_fd()) {
+                Ok(ns) => Response::Done(super::netlink::create_veth(&name, &peer, &ns)),
+                Err(e) => Response::Done(Err(format!("receiving a namespace: {e}"))),
+            },
+            Request::Configure { name, address } => {
+                Response::Done(super::netlink::configure(&name, address.as_deref()))
+            }
         };
         if proto::send(&mut chan, &resp).is_err() {
             return;

@@ -26,6 +26,7 @@
 
 mod agent;
 pub mod cgroup;
+mod netlink;
 pub mod proto;
 mod setup;
 mod sys;
@@ -159,6 +160,70 @@ impl Lab {
             error,
         })?;
         self.receive(ctx, deadline)
+    }
+
+    /// Connects two contexts' network namespaces with a veth pair, both ends
+    /// addressed (if given) and up.
+    pub fn link(
+        &mut self,
+        a: usize,
+        b: usize,
+        names: [&str; 2],
+        addresses: [Option<&str>; 2],
+        deadline: Instant,
+    ) -> Result<(), LabError> {
+        let fail = |ctx: &str, error: String| LabError::Setup {
+            context: ctx.to_owned(),
+            error,
+        };
+        let done = |r: Result<Response, LabError>, ctx: &str| match r? {
+            Response::Done(Ok(())) => Ok(()),
+            Response::Done(Err(e)) => Err(fail(ctx, e)),
+            other => Err(fail(ctx, format!("unexpected answer {other:?}"))),
+        };
+        match self.request(b, &Request::NetnsFd, deadline)? {
+            Response::FdFollows => {}
+            Response::Done(Err(e)) => return Err(fail(&self.names[b].clone(), e)),
+            other => {
+                return Err(fail(
+                    &self.names[b].clone(),
+                    format!("unexpected answer {other:?}"),
+                ));
+            }
+        }
+        use std::os::fd::AsRawFd;
+        let ns = sys::recv_fd(self.channels[b].as_raw_fd()).map_err(|e| {
+            fail(
+                &self.names[b].clone(),
+                format!("receiving its namespace: {e}"),
+            )
+        })?;
+        let (na, nb) = (self.names[a].clone(), self.names[b].clone());
+        proto::send(
+            &mut self.channels[a],
+            &Request::AddVeth {
+                name: names[0].to_owned(),
+                peer: names[1].to_owned(),
+            },
+        )
+        .map_err(|error| LabError::Io {
+            context: na.clone(),
+            error,
+        })?;
+        sys::send_fd(self.channels[a].as_raw_fd(), ns.as_raw_fd())
+            .map_err(|e| fail(&na, format!("passing a namespace: {e}")))?;
+        done(self.receive(a, deadline), &na)?;
+        for (ctx, name, addr, label) in [
+            (a, names[0], addresses[0], &na),
+            (b, names[1], addresses[1], &nb),
+        ] {
+            let req = Request::Configure {
+                name: name.to_owned(),
+                address: addr.map(str::to_owned),
+            };
+            done(self.request(ctx, &req, deadline), label)?;
+        }
+        Ok(())
     }
 
     fn receive(&mut self, ctx: usize, deadline: Instant) -> Result<Response, LabError> {

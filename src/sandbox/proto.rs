@@ -22,6 +22,20 @@ pub enum Request {
         user: Option<u32>,
     },
     Namespaces,
+    /// Answered with [`Response::FdFollows`] and this context's network
+    /// namespace as a file descriptor.
+    NetnsFd,
+    /// Followed by a network namespace file descriptor: create a veth pair
+    /// here whose peer lives there.
+    AddVeth {
+        name: String,
+        peer: String,
+    },
+    /// Address an interface of this context and bring it up.
+    Configure {
+        name: String,
+        address: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +45,8 @@ pub enum Response {
     Run(RunOutcome),
     Probe(Result<serde_json::Value, String>),
     Namespaces(BTreeMap<String, u64>),
+    FdFollows,
+    Done(Result<(), String>),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -95,3 +95,38 @@ pub fn reset_signals_for_exec() {
         None,
     );
 }
+
+/// Sends one file descriptor over a Unix socket, with a one-byte payload.
+pub fn send_fd(sock: std::os::fd::RawFd, fd: std::os::fd::RawFd) -> Result<(), Errno> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+    let fds = [fd];
+    let iov = [std::io::IoSlice::new(b"F")];
+    sendmsg::<UnixAddr>(
+        sock,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Receives a file descriptor sent by [`send_fd`].
+pub fn recv_fd(sock: std::os::fd::RawFd) -> Result<std::os::fd::OwnedFd, Errno> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<UnixAddr>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor in our table
+            // for us; nothing else owns it.
+            return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    Err(Errno::EBADMSG)
+}

@@ -462,3 +462,25 @@ fn sigkill_at_any_moment_leaves_nothing_behind() {
         .count();
     assert_eq!(mounts_before, mounts_after);
 }
+
+#[test]
+fn each_probe_differs_exactly_when_its_namespace_does() {
+    require_lab!();
+    require_root!();
+    let (code, report, stdout) = run_report(&["tests/fixtures/pass/probe-matrix.yaml"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(report["scenarios"][0]["steps"].as_array().unwrap().len() > 20);
+}
+
+#[test]
+fn links_get_default_names_addresses_and_are_up() {
+    require_lab!();
+    require_root!();
+    let (code, report, stdout) = run_report(&["scenarios/linked.yaml"]);
+    assert_eq!(code, 0, "{stdout}");
+    let steps = &report["scenarios"][0]["steps"];
+    assert_eq!(
+        steps[0]["observations"][1]["value"],
+        serde_json::json!(["lo", "veth0-left"])
+    );
+}
