@@ -35,6 +35,25 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
+    /// Render a saved JSON report as Markdown, HTML or JUnit XML
+    Report {
+        /// The JSON report `nslab run` wrote
+        file: PathBuf,
+        /// markdown, html or junit
+        #[arg(long)]
+        format: String,
+        /// Where to write it (default: stdout)
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// A minijinja template of your own for markdown or html
+        #[arg(long)]
+        template: Option<PathBuf>,
+    },
+    /// Print the JSON Schema (draft 2020-12) of scenario files or reports
+    Schema {
+        #[arg(value_parser = ["scenario", "report"])]
+        what: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +86,12 @@ struct RunArgs {
     /// Course carried into the report
     #[arg(long)]
     course: Option<String>,
+    /// Also write these beside the JSON report: markdown, html, junit
+    #[arg(long, value_delimiter = ',')]
+    format: Vec<String>,
+    /// A minijinja template of your own for --format markdown or html
+    #[arg(long)]
+    template: Option<PathBuf>,
 }
 
 pub const EXIT_OK: i32 = 0;
@@ -85,6 +110,77 @@ pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
         Command::Run(a) => cmd_run(a),
         Command::Validate { paths } => cmd_validate(&paths),
         Command::List { paths } => cmd_list(&paths),
+        Command::Report {
+            file,
+            format,
+            output,
+            template,
+        } => cmd_report(&file, &format, output.as_deref(), template.as_deref()),
+        Command::Schema { what } => {
+            println!("{}", crate::report::schema::get(&what));
+            EXIT_OK
+        }
+    }
+}
+
+fn read_template(path: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read template {}: {e}", p.display()))
+    })
+    .transpose()
+}
+
+fn cmd_report(
+    file: &std::path::Path,
+    format: &str,
+    output: Option<&std::path::Path>,
+    template: Option<&std::path::Path>,
+) -> i32 {
+    let Some(fmt) = report::render::Format::parse(format) else {
+        err(&format!(
+            "unknown format {format:?}: use markdown, html or junit"
+        ));
+        return EXIT_USAGE;
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            err(&format!("cannot read {}: {e}", file.display()));
+            return EXIT_USAGE;
+        }
+    };
+    let parsed: Report = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            err(&format!("{} is not an nslab report: {e}", file.display()));
+            return EXIT_USAGE;
+        }
+    };
+    let template = match read_template(template) {
+        Ok(t) => t,
+        Err(e) => {
+            err(&e);
+            return EXIT_USAGE;
+        }
+    };
+    match report::render::render(&parsed, fmt, template.as_deref()) {
+        Ok(out) => match output {
+            None => {
+                print!("{out}");
+                EXIT_OK
+            }
+            Some(o) => match report::write_atomically(o, out.as_bytes()) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    err(&format!("cannot write {}: {e}", o.display()));
+                    EXIT_FAILED
+                }
+            },
+        },
+        Err(e) => {
+            err(&e.to_string());
+            EXIT_USAGE
+        }
     }
 }
 
@@ -190,6 +286,25 @@ fn selected(s: &Scenario, filters: &[String]) -> bool {
 }
 
 fn cmd_run(a: RunArgs) -> i32 {
+    let mut formats = Vec::new();
+    for f in &a.format {
+        match report::render::Format::parse(f) {
+            Some(x) => formats.push(x),
+            None => {
+                err(&format!(
+                    "unknown format {f:?}: use markdown, html or junit"
+                ));
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let template = match read_template(a.template.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            err(&e);
+            return EXIT_USAGE;
+        }
+    };
     let Some(all) = load_all(&a.paths) else {
         return EXIT_USAGE;
     };
@@ -269,10 +384,39 @@ fn cmd_run(a: RunArgs) -> i32 {
         err(&format!("cannot write the report to {}: {e}", a.report));
         return EXIT_FAILED;
     }
+    // Renderings go beside the JSON report (under reports/ when it went to
+    // stdout), with the same name and their own extension.
+    let base = if to_stdout {
+        std::path::PathBuf::from("reports/report.json")
+    } else {
+        std::path::PathBuf::from(&a.report)
+    };
+    let mut written = Vec::new();
+    for f in formats {
+        let path = base.with_extension(f.extension());
+        let res = report::render::render(&report, f, template.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|out| {
+                report::write_atomically(&path, out.as_bytes()).map_err(|e| e.to_string())
+            });
+        match res {
+            Ok(()) => written.push(path.display().to_string()),
+            Err(e) => {
+                err(&format!("cannot write {}: {e}", path.display()));
+                return EXIT_FAILED;
+            }
+        }
+    }
+    let shown = (!to_stdout).then(|| {
+        std::iter::once(a.report.clone())
+            .chain(written)
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
     let _ = writeln!(
         human,
         "{}",
-        report::terminal::summary_line(&report, (!to_stdout).then_some(a.report.as_str()))
+        report::terminal::summary_line(&report, shown.as_deref())
     );
     let s = &report.summary;
     let vacuous = report
@@ -391,6 +535,7 @@ fn run_one_failed(s: &Scenario) -> ScenarioReport {
         verdict: Verdict::Errored,
         reason: None,
         duration_ms: 0.0,
+        lab_hostname: None,
         lab_namespaces: Default::default(),
         sandboxes: Vec::new(),
         steps: Vec::new(),

@@ -52,6 +52,7 @@ fn empty_report(s: &Scenario, verdict: Verdict, reason: Option<String>) -> Scena
         verdict,
         reason,
         duration_ms: 0.0,
+        lab_hostname: None,
         lab_namespaces: BTreeMap::new(),
         sandboxes: Vec::new(),
         steps: s.steps.iter().map(not_run).collect(),
@@ -188,6 +189,19 @@ fn run_lab(
         }
     }
     report.lab_namespaces = inodes[0].clone();
+    // Hostnames for the transcripts' prompts.
+    let mut hostnames = Vec::new();
+    for i in 0..lab.context_names().len() {
+        let req = Request::Probe {
+            probe: crate::scenario::Probe::Hostname,
+            user: None,
+        };
+        hostnames.push(match lab.request(i, &req, deadline) {
+            Ok(Response::Probe(Ok(Value::String(h)))) => Some(h),
+            _ => None,
+        });
+    }
+    report.lab_hostname = hostnames[0].clone();
     for (i, sb) in spec.sandboxes.iter().enumerate() {
         let mine = &inodes[i + 1];
         let isolated: Vec<String> = Ns::ALL
@@ -216,6 +230,7 @@ fn run_lab(
             namespaces: mine.clone(),
             isolated,
             requested,
+            hostname: hostnames[i + 1].clone(),
         });
     }
     if report.verdict == Verdict::Errored {
@@ -388,7 +403,7 @@ fn run_step(lab: &mut Lab, names: &[String], step: &Step, deadline: Instant) -> 
                         .push(probe_observation(ctx, Some(v), None, t0));
                 }
                 Err(e) => {
-                    error.get_or_insert_with(|| format!("probe {} in {ctx}: {e}", sr.name));
+                    error.get_or_insert_with(|| format!("{} in {ctx}: {e}", sr.name));
                     sr.observations
                         .push(probe_observation(ctx, None, Some(e), t0));
                 }

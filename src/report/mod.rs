@@ -1,14 +1,18 @@
 //! The one result model; renderers read it and nothing else.
 
+pub mod junit;
+pub mod render;
+pub mod schema;
 pub mod terminal;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const SCHEMA: &str = "nslab-report/v1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Passed,
@@ -17,7 +21,7 @@ pub enum Verdict {
     Errored,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepVerdict {
     Passed,
@@ -26,21 +30,21 @@ pub enum StepVerdict {
     NotRun,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     pub schema: String,
     pub nslab_version: String,
     pub started_at: String,
     pub duration_ms: f64,
     pub environment: Environment,
-    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    #[serde(default)]
     pub metadata: Metadata,
     pub summary: Summary,
     pub scenarios: Vec<ScenarioReport>,
     pub host_integrity: HostIntegrity,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Metadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -56,7 +60,7 @@ impl Metadata {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Environment {
     pub kernel: String,
     pub arch: String,
@@ -68,7 +72,7 @@ pub struct Environment {
     pub output_cap_bytes: usize,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Summary {
     pub total: usize,
     pub passed: usize,
@@ -95,7 +99,7 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioReport {
     pub name: String,
     pub title: Option<String>,
@@ -107,6 +111,9 @@ pub struct ScenarioReport {
     pub verdict: Verdict,
     pub reason: Option<String>,
     pub duration_ms: f64,
+    /// The lab host's hostname when the scenario started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab_hostname: Option<String>,
     /// The lab host's namespace inodes, for comparison with the sandboxes'.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lab_namespaces: BTreeMap<String, u64>,
@@ -120,7 +127,7 @@ pub struct ScenarioReport {
 /// The positive control: which checks failed once the sandboxes shared
 /// every namespace with the lab host (they depend on isolation), and which
 /// still passed (they would pass without it).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ControlReport {
     pub verdict: Verdict,
     pub vacuous: bool,
@@ -161,7 +168,7 @@ impl ControlReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SandboxReport {
     pub name: String,
     pub namespaces: BTreeMap<String, u64>,
@@ -169,9 +176,12 @@ pub struct SandboxReport {
     /// What the scenario asked for, with what that implies.
     #[serde(default)]
     pub requested: Vec<String>,
+    /// Its hostname when the scenario started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct StepReport {
     pub index: usize,
     pub name: String,
@@ -195,7 +205,7 @@ pub struct StepReport {
     pub checks: Vec<CheckReport>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Observation {
     #[serde(rename = "in")]
     pub in_: String,
@@ -222,7 +232,7 @@ pub struct Observation {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct CheckReport {
     pub check: String,
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
@@ -232,7 +242,7 @@ pub struct CheckReport {
     pub passed: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostIntegrity {
     pub unchanged: bool,
     pub checked: Vec<String>,

@@ -132,7 +132,11 @@ pub fn scenario_line(s: &ScenarioReport) -> String {
                     o.stderr.as_deref().unwrap_or(""),
                     &mut out,
                 );
-                if let Some(e) = &o.error {
+                if let Some(e) = o
+                    .error
+                    .as_ref()
+                    .filter(|e| !st.reason.as_deref().unwrap_or("").contains(e.as_str()))
+                {
                     let _ = writeln!(out, "        error{tag}: {e}");
                 }
             }

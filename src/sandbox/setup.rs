@@ -145,6 +145,7 @@ fn lab_init(spec: &LabSpec, sandbox_ends: Vec<UnixStream>, go_r: OwnedFd) -> Res
     // runner itself exits.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
     let _ = prctl::set_name(c"nslab-init");
+    sys::set_cmdline("nslab-init");
     if !wait_go(&go_r) {
         exit_now(1);
     }
@@ -360,11 +361,17 @@ fn agent_setup(sb: &SandboxSpec) -> Result<(), String> {
     if ns.contains(Ns::User) && sb.root_mapped {
         become_root()?;
     }
+    let name = if ns.contains(Ns::Pid) {
+        "nslab-init"
+    } else {
+        "nslab-agent"
+    };
     let _ = prctl::set_name(if ns.contains(Ns::Pid) {
         c"nslab-init"
     } else {
         c"nslab-agent"
     });
+    sys::set_cmdline(name);
     // Orphaned daemons come back to the agent, where a timeout can find them.
     let _ = prctl::set_child_subreaper(true);
     if ns.contains(Ns::Mount) {

@@ -130,3 +130,37 @@ pub fn recv_fd(sock: std::os::fd::RawFd) -> Result<std::os::fd::OwnedFd, Errno> 
     }
     Err(Errno::EBADMSG)
 }
+
+/// Replaces what /proc/PID/cmdline shows for this process. Labs and agents
+/// are forks of nslab that never exec, so without this `ps -eo args` in a
+/// lab shows nslab's own command line, as if the real machine's nslab were
+/// visible inside.
+pub fn set_cmdline(name: &str) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some(close) = stat.rfind(')') else { return };
+    // Fields after the command name start at field 3; arg_start and arg_end
+    // are fields 48 and 49.
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let (Some(start), Some(end)) = (
+        fields.get(48 - 3).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(49 - 3).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    if end <= start || end - start > 1 << 20 {
+        return;
+    }
+    let len = end - start;
+    // SAFETY: [arg_start, arg_end) is the argument block the kernel placed
+    // on this process's stack at exec; it is mapped and writable, and Rust
+    // code here does not read it (std copied nothing we use afterwards). We
+    // write within its bounds only.
+    unsafe {
+        let p = start as *mut u8;
+        std::ptr::write_bytes(p, 0, len);
+        let n = name.len().min(len - 1);
+        std::ptr::copy_nonoverlapping(name.as_ptr(), p, n);
+    }
+}

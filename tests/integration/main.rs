@@ -484,3 +484,271 @@ fn links_get_default_names_addresses_and_are_up() {
         serde_json::json!(["lo", "veth0-left"])
     );
 }
+
+// ---------- reports: renderers and schemas ----------
+
+const MIXED: &str = "tests/fixtures/reports/mixed.json";
+
+fn render(file: &str, format: &str) -> String {
+    let out = nslab()
+        .args(["report", file, "--format", format])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A report with passed, failed, skipped and errored scenarios, rendered.
+#[rstest]
+#[case("markdown")]
+#[case("html")]
+#[case("junit")]
+fn renderer_snapshots(#[case] format: &str) {
+    let out = render(MIXED, format);
+    insta::with_settings!({snapshot_suffix => format, prepend_module_to_snapshot => false}, {
+        insta::assert_snapshot!("render", out);
+    });
+}
+
+#[test]
+fn junit_parses_back_with_a_suite_per_scenario() {
+    let xml = render(MIXED, "junit");
+    let parsed = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit XML");
+    let names: Vec<String> = parsed
+        .test_suites
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "uts-hostname",
+            "netns-firewall",
+            "wrong-stdout",
+            "needs-missing-command",
+            "probe-error"
+        ]
+    );
+    assert_eq!(parsed.failures, 1);
+    assert_eq!(parsed.errors, 1);
+    let uts = &parsed.test_suites[0];
+    assert_eq!(uts.test_cases.len(), 4);
+    assert!(uts.properties.iter().any(|p| p.name.as_str() == "kernel"));
+    let skip = &parsed.test_suites[3];
+    assert!(matches!(
+        skip.test_cases[0].status,
+        quick_junit::TestCaseStatus::Skipped { .. }
+    ));
+    let failed = &parsed.test_suites[2].test_cases[1];
+    match &failed.status {
+        quick_junit::TestCaseStatus::NonSuccess { description, .. } => {
+            let d = description.as_ref().unwrap().to_string();
+            assert!(d.contains("expected \"three\""), "{d}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_custom_template_replaces_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("mine.md");
+    std::fs::write(&t, "{{ report.summary.passed }} of {{ report.summary.total }}{% for s in scenarios %} {{ s.name }}{% endfor %}").unwrap();
+    nslab()
+        .args(["report", MIXED, "--format", "markdown", "--template"])
+        .arg(&t)
+        .assert()
+        .code(0)
+        .stdout(
+            "2 of 5 uts-hostname netns-firewall wrong-stdout needs-missing-command probe-error",
+        );
+    std::fs::write(&t, "{% if %}").unwrap();
+    nslab()
+        .args(["report", MIXED, "--format", "html", "--template"])
+        .arg(&t)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("template error"));
+}
+
+#[test]
+fn report_command_refuses_what_is_not_a_report() {
+    nslab()
+        .args(["report", "Cargo.toml", "--format", "html"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not an nslab report"));
+    nslab()
+        .args(["report", MIXED, "--format", "pdf"])
+        .assert()
+        .code(2);
+}
+
+fn schema(what: &str) -> jsonschema::Validator {
+    let out = nslab().args(["schema", what]).output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    jsonschema::validator_for(&s).unwrap()
+}
+
+#[test]
+fn bundled_scenarios_and_reports_validate_against_the_schemas() {
+    let scenario = schema("scenario");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("scenarios"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.extend(
+        std::fs::read_dir(root().join("tests/fixtures/pass"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for f in files {
+        let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        let errors: Vec<String> = scenario
+            .iter_errors(&v)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", f.display());
+    }
+    // It refuses what nslab refuses, for the cases a schema can see.
+    for bad in [
+        "unknown-top-key",
+        "run-and-probe",
+        "empty-steps",
+        "bad-namespace",
+        "unknown-matcher",
+    ] {
+        let text =
+            std::fs::read_to_string(root().join(format!("tests/fixtures/invalid/{bad}.yaml")))
+                .unwrap();
+        let v: Value = serde_saphyr::from_str(&text).unwrap();
+        assert!(!scenario.is_valid(&v), "{bad} must not validate");
+    }
+    let report = schema("report");
+    for f in [MIXED, "reports/examples/report.json"] {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(root().join(f)).unwrap()).unwrap();
+        let errors: Vec<String> = report
+            .iter_errors(&v)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{f}: {errors:?}");
+    }
+}
+
+/// reports/examples/ is a real run of the bundled scenarios; its renderings
+/// must be what nslab renders from its JSON today.
+#[rstest]
+#[case("markdown", "md")]
+#[case("html", "html")]
+#[case("junit", "xml")]
+fn examples_do_not_drift(#[case] format: &str, #[case] ext: &str) {
+    let want =
+        std::fs::read_to_string(root().join(format!("reports/examples/report.{ext}"))).unwrap();
+    let got = render("reports/examples/report.json", format);
+    assert!(
+        got == want,
+        "reports/examples/report.{ext} is stale: regenerate it with `nslab report reports/examples/report.json --format {format} -o reports/examples/report.{ext}`"
+    );
+}
+
+#[test]
+fn run_writes_renderings_beside_the_json_report() {
+    require_lab!();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out/lab.json");
+    nslab()
+        .args([
+            "run",
+            "scenarios/uts.yaml",
+            "--format",
+            "markdown,html,junit",
+            "--report",
+        ])
+        .arg(&json)
+        .assert()
+        .stdout(predicate::str::contains("lab.md"));
+    for ext in ["json", "md", "html", "xml"] {
+        assert!(json.with_extension(ext).exists(), "{ext} written");
+    }
+    nslab()
+        .args(["run", "scenarios/uts.yaml", "--format", "pdf"])
+        .assert()
+        .code(2);
+}
+
+/// The HTML report in a real browser: it renders its transcript, produces a
+/// screenshot, and logs no console error.
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        skip("no chromium on PATH (.ci/run installs Debian's chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    std::fs::write(&html, render(MIXED, "html")).unwrap();
+    let shot = dir.path().join("shot.png");
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1100,2400",
+    ];
+    let profile = format!("--user-data-dir={}", dir.path().join("profile").display());
+    let url = format!("file://{}", html.display());
+    let dom = std::process::Command::new(chromium)
+        .args(flags)
+        .arg(&profile)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom_text = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom_text.contains("root@box:~#</span> hostname renamed-inside"),
+        "the transcript is in the page"
+    );
+    assert!(
+        dom_text.contains("expected &quot;three&quot;") || dom_text.contains("\"three\""),
+        "the failed check is shown"
+    );
+    let stderr = String::from_utf8_lossy(&dom.stderr);
+    assert!(!stderr.contains("CONSOLE"), "console messages: {stderr}");
+    let s = std::process::Command::new(chromium)
+        .args(flags)
+        .arg(&profile)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot"
+    );
+}
