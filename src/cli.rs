@@ -49,6 +49,16 @@ enum Command {
         #[arg(long)]
         template: Option<PathBuf>,
     },
+    /// What this machine allows: each namespace type tried for real, user
+    /// namespace settings, cgroups, the commands scenarios need
+    Check {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Where the scenarios whose commands to check are
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
     /// Print the JSON Schema (draft 2020-12) of scenario files or reports
     Schema {
         #[arg(value_parser = ["scenario", "report"])]
@@ -116,6 +126,15 @@ pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
             output,
             template,
         } => cmd_report(&file, &format, output.as_deref(), template.as_deref()),
+        Command::Check { json, scenarios } => {
+            let c = crate::doctor::check(&scenarios);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c).expect("serializes"));
+            } else {
+                print!("{}", crate::doctor::render_text(&c));
+            }
+            if c.can_run { EXIT_OK } else { EXIT_FAILED }
+        }
         Command::Schema { what } => {
             println!("{}", crate::report::schema::get(&what));
             EXIT_OK
@@ -323,7 +342,7 @@ fn cmd_run(a: RunArgs) -> i32 {
         .max(1);
     let to_stdout = a.report == "-";
     let machine = Machine::read();
-    let id_base = crate::env::lab_id_base("/etc/subuid");
+    let offer = crate::runner::machine_offer(&machine);
     let started_at = crate::env::rfc3339(SystemTime::now());
     let t0 = Instant::now();
     if let Some(layout) = crate::sandbox::cgroup::detect_here() {
@@ -335,7 +354,7 @@ fn cmd_run(a: RunArgs) -> i32 {
     } else {
         Box::new(std::io::stdout())
     });
-    let results = run_all(&scenarios, &machine, id_base, jobs, a.control, &mut |r| {
+    let results = run_all(&scenarios, &offer, jobs, a.control, &mut |r| {
         let _ = write!(human, "{}", report::terminal::scenario_line(r));
         let _ = human.flush();
     });
@@ -436,14 +455,13 @@ fn cmd_run(a: RunArgs) -> i32 {
 /// result to `done` in file order as soon as it and all before it are in.
 fn run_all(
     scenarios: &[Scenario],
-    machine: &Machine,
-    id_base: u32,
+    base: &crate::plan::Offer,
     jobs: usize,
     control: bool,
     done: &mut dyn FnMut(&ScenarioReport),
 ) -> Vec<ScenarioReport> {
     let run_one = |s: &Scenario| {
-        let offer = crate::runner::offer_for(s, machine, id_base);
+        let offer = crate::runner::offer_for(s, base);
         let mut r = crate::runner::run_scenario(s, &offer, false);
         if control && !s.sandboxes.is_empty() && r.verdict == Verdict::Passed {
             let c = crate::runner::run_scenario(s, &offer, true);

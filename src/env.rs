@@ -86,6 +86,34 @@ pub fn lab_id_base(subid_file: &str) -> u32 {
         .unwrap_or(100_000)
 }
 
+/// A user's first subordinate id range in /etc/subuid or /etc/subgid
+/// format (`name:start:count`, the name or the numeric id).
+pub fn subid_range(text: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
+    text.lines().find_map(|l| {
+        let mut f = l.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        let mine = Some(who) == name || who.parse::<u32>().ok() == Some(id);
+        let (start, count) = (start.parse().ok()?, count.trim().parse().ok()?);
+        (mine && count > 0).then_some((start, count))
+    })
+}
+
+/// The calling user's subordinate ranges, if the helpers that grant them
+/// are installed.
+pub fn subids_here(machine: &Machine) -> Option<crate::plan::SubIds> {
+    which("newuidmap")?;
+    which("newgidmap")?;
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(machine.uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    Some(crate::plan::SubIds {
+        uid: subid_range(&read("/etc/subuid")?, name.as_deref(), machine.uid)?,
+        gid: subid_range(&read("/etc/subgid")?, name.as_deref(), machine.uid)?,
+    })
+}
+
 /// Seconds since the epoch as RFC 3339 UTC, without a date library.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t
@@ -120,6 +148,14 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_412_151);
         assert_eq!(rfc3339(t), "2026-12-04T19:22:31Z");
         assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn subordinate_ranges_by_name_or_id() {
+        let t = "alice:100000:65536\n1001:200000:1000\n";
+        assert_eq!(subid_range(t, Some("alice"), 1000), Some((100000, 65536)));
+        assert_eq!(subid_range(t, Some("bob"), 1001), Some((200000, 1000)));
+        assert_eq!(subid_range(t, Some("carol"), 1002), None);
     }
 
     #[test]

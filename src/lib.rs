@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod doctor;
 pub mod env;
 pub mod integrity;
 pub mod ns;

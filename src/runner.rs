@@ -20,9 +20,27 @@ const AGENT_GRACE: Duration = Duration::from_secs(5);
 /// Time to build a lab, out of the scenario's budget but capped.
 const SETUP_LIMIT: Duration = Duration::from_secs(20);
 
-pub fn offer_for(s: &Scenario, machine: &crate::env::Machine, id_base: u32) -> Offer {
+/// What this machine offers every scenario, read once per run.
+pub fn machine_offer(machine: &crate::env::Machine) -> Offer {
     Offer {
         machine: machine.clone(),
+        missing_commands: Vec::new(),
+        missing_namespaces: Ns::ALL
+            .into_iter()
+            .filter(|n| !crate::env::kernel_has_namespace(*n))
+            .collect(),
+        id_base: crate::env::lab_id_base("/etc/subuid"),
+        subids: if machine.is_root() {
+            None
+        } else {
+            crate::env::subids_here(machine)
+        },
+    }
+}
+
+/// The machine's offer, with the commands this scenario needs and lacks.
+pub fn offer_for(s: &Scenario, base: &Offer) -> Offer {
+    Offer {
         missing_commands: s
             .requires
             .commands
@@ -30,11 +48,7 @@ pub fn offer_for(s: &Scenario, machine: &crate::env::Machine, id_base: u32) -> O
             .filter(|c| crate::env::which(c).is_none())
             .cloned()
             .collect(),
-        missing_namespaces: Ns::ALL
-            .into_iter()
-            .filter(|n| !crate::env::kernel_has_namespace(*n))
-            .collect(),
-        id_base,
+        ..base.clone()
     }
 }
 

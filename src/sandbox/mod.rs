@@ -50,6 +50,10 @@ pub struct LabIdMaps {
     pub gid_map: String,
     /// An unprivileged writer must give up setgroups before writing gid_map.
     pub deny_setgroups: bool,
+    /// Write the maps through the setuid helpers newuidmap and newgidmap,
+    /// which grant an unprivileged user its /etc/subuid and /etc/subgid
+    /// ranges.
+    pub use_helpers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -289,4 +293,60 @@ pub fn fork_worker(work: impl FnOnce() -> Vec<u8>) -> Result<(i32, std::os::fd::
 /// Waits for a worker to end.
 pub fn reap_worker(pid: i32) {
     let _ = waitpid(Pid::from_raw(pid), None);
+}
+
+/// Why [`try_unshare`] did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryError {
+    /// The child could not switch to the uid it was to try as.
+    CannotDrop,
+    Unshare(nix::errno::Errno),
+}
+
+/// Tries `unshare(flags)` in a throwaway child, optionally after dropping
+/// to an unprivileged uid and gid first.
+pub fn try_unshare(flags: nix::sched::CloneFlags, as_uid: Option<u32>) -> Result<(), TryError> {
+    match sys::fork_process().map_err(TryError::Unshare)? {
+        None => {
+            // ---- child: the attempt ----
+            if let Some(uid) = as_uid {
+                let _ = nix::unistd::setgroups(&[]);
+                let g = nix::unistd::Gid::from_raw(uid);
+                let u = nix::unistd::Uid::from_raw(uid);
+                if nix::unistd::setresgid(g, g, g).is_err()
+                    || nix::unistd::setresuid(u, u, u).is_err()
+                {
+                    sys::exit_now(255);
+                }
+            }
+            match nix::sched::unshare(flags) {
+                Ok(()) => sys::exit_now(0),
+                Err(e) => sys::exit_now(e as i32),
+            }
+        }
+        Some(pid) => match waitpid(pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 255)) => Err(TryError::CannotDrop),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
+                Err(TryError::Unshare(nix::errno::Errno::from_raw(code)))
+            }
+            _ => Err(TryError::Unshare(nix::errno::Errno::ECHILD)),
+        },
+    }
+}
+
+/// The clone flag of one namespace type (time included: unshare takes it).
+pub fn ns_flag(ns: crate::ns::Ns) -> nix::sched::CloneFlags {
+    use crate::ns::Ns;
+    use nix::sched::CloneFlags as F;
+    match ns {
+        Ns::Mount => F::CLONE_NEWNS,
+        Ns::Pid => F::CLONE_NEWPID,
+        Ns::Net => F::CLONE_NEWNET,
+        Ns::Ipc => F::CLONE_NEWIPC,
+        Ns::Uts => F::CLONE_NEWUTS,
+        Ns::User => F::CLONE_NEWUSER,
+        Ns::Cgroup => F::CLONE_NEWCGROUP,
+        Ns::Time => F::from_bits_retain(libc::CLONE_NEWTIME),
+    }
 }

@@ -80,13 +80,18 @@ pub(super) fn start_lab(spec: &LabSpec) -> Result<(Pid, Vec<UnixStream>, OwnedFd
     drop(go_r);
     if let Some(maps) = &spec.user {
         let pid = init.as_raw();
-        let res = (|| {
-            if maps.deny_setgroups {
-                write_file(&format!("/proc/{pid}/setgroups"), "deny")?;
-            }
-            write_file(&format!("/proc/{pid}/uid_map"), &maps.uid_map)?;
-            write_file(&format!("/proc/{pid}/gid_map"), &maps.gid_map)
-        })();
+        let res = if maps.use_helpers {
+            map_with_helper("newuidmap", pid, &maps.uid_map)
+                .and_then(|()| map_with_helper("newgidmap", pid, &maps.gid_map))
+        } else {
+            (|| {
+                if maps.deny_setgroups {
+                    write_file(&format!("/proc/{pid}/setgroups"), "deny")?;
+                }
+                write_file(&format!("/proc/{pid}/uid_map"), &maps.uid_map)?;
+                write_file(&format!("/proc/{pid}/gid_map"), &maps.gid_map)
+            })()
+        };
         if let Err(e) = res {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = waitpid(init, None);
@@ -100,6 +105,23 @@ pub(super) fn start_lab(spec: &LabSpec) -> Result<(Pid, Vec<UnixStream>, OwnedFd
         ));
     }
     Ok((init, runner_ends, go_w))
+}
+
+/// `newuidmap PID inside outside count …`, with the map's lines as words.
+fn map_with_helper(helper: &str, pid: i32, map: &str) -> Result<(), String> {
+    let out = std::process::Command::new(helper)
+        .arg(pid.to_string())
+        .args(map.split_whitespace())
+        .output()
+        .map_err(|e| format!("running {helper}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{helper} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// Blocks until the parent says go; `false` if the parent died instead.

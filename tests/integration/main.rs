@@ -752,3 +752,176 @@ fn html_report_renders_in_headless_chromium() {
         "a real screenshot"
     );
 }
+
+// ---------- least privilege ----------
+
+fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs nslab as uid/gid 65534, writing its report into a folder it may
+/// write; `wrap` is the shell prefix that runs setpriv (`exec`, or a
+/// command that sets something up as root first and then runs its
+/// arguments).
+fn run_as_nobody(args: &str, wrap: &str) -> (i32, Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("nslab");
+    let report = dir.path().join("r.json");
+    let script = format!(
+        "{wrap} setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp NO_COLOR=1 {} run {args} --jobs 1 --report {}",
+        bin.display(),
+        report.display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|_| panic!("no report: {stdout}"));
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&text).unwrap(),
+        stdout,
+    )
+}
+
+#[test]
+fn the_bundled_suite_as_an_unprivileged_user_passes_or_skips_with_a_reason() {
+    require_root!();
+    if !have("setpriv") {
+        skip("setpriv is not installed (util-linux)");
+        return;
+    }
+    let (code, report, out) =
+        run_as_nobody("scenarios/ tests/fixtures/pass/privileged.yaml", "exec");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(report["environment"]["mode"], "rootless");
+    let mut passed = 0;
+    for sc in report["scenarios"].as_array().unwrap() {
+        match sc["verdict"].as_str().unwrap() {
+            "passed" => passed += 1,
+            "skipped" => assert!(
+                sc["reason"].as_str().is_some_and(|r| r.len() > 20),
+                "{sc:#}"
+            ),
+            other => panic!("{} {other}: {sc:#}", sc["name"]),
+        }
+    }
+    assert!(passed >= 8, "{out}");
+    let reason = |name: &str| {
+        report["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(reason("privileged-lab").contains("needs real root"));
+    assert!(reason("cgroup-namespace").contains("delegated cgroup"));
+}
+
+/// With a subordinate id range (from /etc/subuid and /etc/subgid bind
+/// mounted in a private mount namespace, so the machine's own files are
+/// untouched) and newuidmap, the uid-mapping scenarios run rootless too.
+#[test]
+fn subordinate_ids_let_uid_mapping_run_rootless() {
+    require_root!();
+    for cmd in ["setpriv", "newuidmap", "newgidmap", "unshare"] {
+        if !have(cmd) {
+            skip(&format!(
+                "{cmd} is not installed (.ci/run installs uidmap and util-linux)"
+            ));
+            return;
+        }
+    }
+    let ids = tempfile::tempdir().unwrap();
+    for f in ["subuid", "subgid"] {
+        std::fs::write(ids.path().join(f), "nobody:200000:65536\n").unwrap();
+    }
+    let wrap = format!(
+        "exec unshare -m --propagation private sh -c 'mount --bind {0}/subuid /etc/subuid && mount --bind {0}/subgid /etc/subgid && exec \"$@\"' sh",
+        ids.path().display()
+    );
+    let (code, report, out) = run_as_nobody("scenarios/user.yaml scenarios/container.yaml", &wrap);
+    assert_eq!(code, 0, "{out}");
+    for sc in report["scenarios"].as_array().unwrap() {
+        assert_eq!(sc["verdict"], "passed", "{sc:#}");
+    }
+}
+
+#[test]
+fn check_reports_what_the_machine_allows() {
+    require_lab!();
+    let out = nslab().args(["check", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    insta::assert_json_snapshot!("check", c, {
+        ".kernel" => "[kernel]",
+        ".user_namespaces.*" => "[setting]",
+        ".commands[].path" => "[path]",
+        ".cgroup.version" => "[version]",
+    });
+    let text = nslab().arg("check").output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("namespace  in kernel  as root  unprivileged"),
+        "{text}"
+    );
+    assert!(text.contains("nslab can run here."), "{text}");
+}
+
+/// Detection by trying: in a user namespace of the test's own where the
+/// user-namespace limit is 0 (the machine's limit is untouched), check
+/// says user namespaces fail, names the setting and the command, and exits 1.
+#[test]
+fn check_detects_a_user_namespace_limit() {
+    require_lab!();
+    if !have("unshare") {
+        skip("unshare is not installed (util-linux)");
+        return;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("nslab");
+    let out = std::process::Command::new("unshare")
+        .args(["-U", "-r", "sh", "-c"])
+        .arg(format!(
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec {} check --json",
+            bin.display()
+        ))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["can_run"], false);
+    let user = c["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == "user")
+        .unwrap();
+    assert_eq!(user["root"]["works"], false);
+    assert!(
+        user["root"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("sysctl -w user.max_user_namespaces"),
+        "{user:#}"
+    );
+    assert_eq!(c["user_namespaces"]["max_user_namespaces"], 0);
+}
