@@ -59,6 +59,28 @@ enum Command {
         #[arg(long, default_value = "scenarios")]
         scenarios: PathBuf,
     },
+    /// Build a scenario's lab, run its first N steps, and open an
+    /// interactive shell in one of its contexts; all is torn down on exit
+    Shell {
+        scenario: PathBuf,
+        /// The context: `host` or a sandbox's name
+        #[arg(long = "in", default_value = "host")]
+        context: String,
+        /// How many of the scenario's steps to run first
+        #[arg(long, default_value_t = 0)]
+        after: usize,
+    },
+    /// Turn a terminal transcript (`root@vm:~# command` lines, `## comment`
+    /// headings, output) into a scenario
+    Import {
+        transcript: PathBuf,
+        /// Where to write the scenario (default: stdout)
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// The scenario's name (default: from the file name)
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Print the JSON Schema (draft 2020-12) of scenario files or reports
     Schema {
         #[arg(value_parser = ["scenario", "report"])]
@@ -135,10 +157,148 @@ pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
             }
             if c.can_run { EXIT_OK } else { EXIT_FAILED }
         }
+        Command::Shell {
+            scenario,
+            context,
+            after,
+        } => cmd_shell(&scenario, &context, after),
+        Command::Import {
+            transcript,
+            output,
+            name,
+        } => cmd_import(&transcript, output.as_deref(), name),
         Command::Schema { what } => {
             println!("{}", crate::report::schema::get(&what));
             EXIT_OK
         }
+    }
+}
+
+fn cmd_shell(path: &std::path::Path, context: &str, after: usize) -> i32 {
+    let s = match scenario::load_file(path) {
+        Ok(s) => s,
+        Err(diags) => {
+            for d in diags {
+                let _ = writeln!(anstream::stderr(), "{d}\n");
+            }
+            return EXIT_USAGE;
+        }
+    };
+    if after > s.steps.len() {
+        err(&format!(
+            "--after {after}: the scenario has {} steps",
+            s.steps.len()
+        ));
+        return EXIT_USAGE;
+    }
+    if context != crate::scenario::HOST && s.sandbox(context).is_none() {
+        let names: Vec<&str> = std::iter::once("host")
+            .chain(s.sandboxes.iter().map(|b| b.name.as_str()))
+            .collect();
+        err(&format!(
+            "--in {context}: no such context; this scenario has {}",
+            names.join(", ")
+        ));
+        return EXIT_USAGE;
+    }
+    let machine = Machine::read();
+    let offer = crate::runner::offer_for(&s, &crate::runner::machine_offer(&machine));
+    let mut session = match crate::runner::Session::open(&s, &offer) {
+        Ok(x) => x,
+        Err(e) => {
+            err(&e);
+            return EXIT_FAILED;
+        }
+    };
+    let mut out = anstream::stderr();
+    for step in &s.steps[..after] {
+        let r = session.step(step);
+        let verdict = serde_json::to_value(r.verdict).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "step {} {}: {}",
+            r.index,
+            r.name,
+            verdict.as_str().unwrap_or("")
+        );
+        if let Some(reason) = &r.reason {
+            let _ = writeln!(out, "    {reason}");
+        }
+    }
+    let ctx = session.context_index(context).expect("checked above");
+    let _ = writeln!(
+        out,
+        "nslab: a shell in `{context}` of {}; exit it to tear the lab down",
+        s.name
+    );
+    let res = session.interact(ctx, context);
+    drop(session);
+    match res {
+        Ok(()) => {
+            let _ = writeln!(out, "nslab: the lab is gone");
+            EXIT_OK
+        }
+        Err(e) => {
+            err(&e);
+            EXIT_FAILED
+        }
+    }
+}
+
+fn cmd_import(
+    transcript: &std::path::Path,
+    output: Option<&std::path::Path>,
+    name: Option<String>,
+) -> i32 {
+    let text = match std::fs::read_to_string(transcript) {
+        Ok(t) => t,
+        Err(e) => {
+            err(&format!("cannot read {}: {e}", transcript.display()));
+            return EXIT_USAGE;
+        }
+    };
+    let commands = crate::import::parse(&text);
+    if commands.is_empty() {
+        err(&format!(
+            "no `user@host:~# command` lines in {}",
+            transcript.display()
+        ));
+        return EXIT_USAGE;
+    }
+    let name = name.unwrap_or_else(|| {
+        transcript
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let shown = transcript
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let yaml = crate::import::to_scenario(&name, &shown, &commands);
+    // What we write must load: refuse to hand out a broken scenario.
+    if let Err(diags) = scenario::load_str("imported", std::path::Path::new("imported"), &yaml) {
+        err(&format!(
+            "the imported scenario does not validate: {}",
+            diags[0]
+        ));
+        return EXIT_FAILED;
+    }
+    match output {
+        None => {
+            print!("{yaml}");
+            EXIT_OK
+        }
+        Some(o) => match report::write_atomically(o, yaml.as_bytes()) {
+            Ok(()) => {
+                eprintln!("wrote {} ({} steps)", o.display(), commands.len());
+                EXIT_OK
+            }
+            Err(e) => {
+                err(&format!("cannot write {}: {e}", o.display()));
+                EXIT_FAILED
+            }
+        },
     }
 }
 

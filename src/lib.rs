@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod doctor;
 pub mod env;
+pub mod import;
 pub mod integrity;
 pub mod ns;
 pub mod plan;

@@ -164,25 +164,26 @@ fn make_cgroups(
     Ok(made)
 }
 
-fn run_lab(
+/// Builds the lab, gathers the namespace evidence and hostnames into the
+/// report, and makes the links. `None` (with the report saying why) when
+/// any of it fails.
+fn build_lab(
     s: &Scenario,
     spec: &crate::sandbox::LabSpec,
-    control: bool,
-    started: Instant,
-) -> ScenarioReport {
-    let deadline = started + s.timeout;
-    let mut report = empty_report(s, Verdict::Passed, None);
+    deadline: Instant,
+    report: &mut ScenarioReport,
+) -> Option<Lab> {
     let mut lab = match Lab::start(spec, deadline.min(Instant::now() + SETUP_LIMIT)) {
         Ok(lab) => lab,
         Err(LabError::Timeout) => {
             report.verdict = Verdict::Errored;
             report.reason = Some("timed out while building the lab".into());
-            return report;
+            return None;
         }
         Err(e) => {
             report.verdict = Verdict::Errored;
             report.reason = Some(e.to_string());
-            return report;
+            return None;
         }
     };
     // Namespace evidence: every context's inodes, compared to the lab host's.
@@ -193,12 +194,12 @@ fn run_lab(
             Ok(other) => {
                 report.verdict = Verdict::Errored;
                 report.reason = Some(format!("unexpected answer {other:?}"));
-                return report;
+                return None;
             }
             Err(e) => {
                 report.verdict = Verdict::Errored;
                 report.reason = Some(format!("reading namespaces: {e}"));
-                return report;
+                return None;
             }
         }
     }
@@ -248,7 +249,7 @@ fn run_lab(
         });
     }
     if report.verdict == Verdict::Errored {
-        return report;
+        return None;
     }
     let names: Vec<String> = lab.context_names().to_vec();
     for (i, link) in s.links.iter().enumerate() {
@@ -275,9 +276,24 @@ fn run_lab(
                 link.between[0],
                 link.between[1]
             ));
-            return report;
+            return None;
         }
     }
+    Some(lab)
+}
+
+fn run_lab(
+    s: &Scenario,
+    spec: &crate::sandbox::LabSpec,
+    control: bool,
+    started: Instant,
+) -> ScenarioReport {
+    let deadline = started + s.timeout;
+    let mut report = empty_report(s, Verdict::Passed, None);
+    let Some(mut lab) = build_lab(s, spec, deadline, &mut report) else {
+        return report;
+    };
+    let names: Vec<String> = lab.context_names().to_vec();
     let mut failed = false;
     let mut errored: Option<String> = None;
     let mut timed_out = false;
@@ -538,5 +554,73 @@ fn probe_observation(
         truncated: None,
         pid: None,
         error,
+    }
+}
+
+/// A lab held open for a person: `nslab shell`.
+pub struct Session {
+    lab: Option<Lab>,
+    cgroups: Vec<crate::sandbox::cgroup::SandboxCgroup>,
+    names: Vec<String>,
+    pub report: ScenarioReport,
+    started: Instant,
+}
+
+impl Session {
+    /// Builds the scenario's lab, sandboxes and links; no step runs yet.
+    pub fn open(s: &Scenario, offer: &Offer) -> Result<Session, String> {
+        let mut spec = match plan(s, offer, false) {
+            Plan::Skip(reason) => return Err(format!("this scenario cannot run here: {reason}")),
+            Plan::Run(spec) => spec,
+        };
+        let cgroups = make_cgroups(s, &mut spec)?;
+        let started = Instant::now();
+        let mut report = empty_report(s, Verdict::Passed, None);
+        // A person may take their time: the scenario's timeout does not
+        // apply to the session, only each step's own.
+        let far = started + Duration::from_secs(86_400 * 365);
+        match build_lab(s, &spec, far, &mut report) {
+            Some(lab) => Ok(Session {
+                names: lab.context_names().to_vec(),
+                lab: Some(lab),
+                cgroups,
+                report,
+                started,
+            }),
+            None => {
+                for cg in cgroups {
+                    crate::sandbox::cgroup::remove(cg);
+                }
+                Err(report.reason.unwrap_or_default())
+            }
+        }
+    }
+
+    pub fn step(&mut self, step: &Step) -> StepReport {
+        let lab = self.lab.as_mut().expect("the lab is open");
+        let far = self.started + Duration::from_secs(86_400 * 365);
+        match run_step(lab, &self.names, step, far) {
+            StepRun::Done(r) | StepRun::ScenarioTimeout(r) | StepRun::LabBroken(r) => r,
+        }
+    }
+
+    pub fn context_index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// An interactive shell in a context, until it exits.
+    pub fn interact(&mut self, ctx: usize, label: &str) -> Result<(), String> {
+        let lab = self.lab.as_mut().expect("the lab is open");
+        crate::sandbox::pty::interact(lab, ctx, label).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The lab's processes first, then the cgroups they were in.
+        drop(self.lab.take());
+        for cg in self.cgroups.drain(..) {
+            crate::sandbox::cgroup::remove(cg);
+        }
     }
 }

@@ -58,6 +58,14 @@ pub(super) fn serve(mut chan: UnixStream) {
                 Ok(ns) => Response::Done(super::netlink::create_veth(&name, &peer, &ns)),
                 Err(e) => Response::Done(Err(format!("receiving a namespace: {e}"))),
             },
+            Request::Shell { label } => {
+                let fds = super::sys::recv_fd(chan.as_raw_fd())
+                    .and_then(|tty| super::sys::recv_fd(chan.as_raw_fd()).map(|done| (tty, done)));
+                match fds {
+                    Ok((tty, done)) => Response::Done(super::pty::spawn_shell(tty, done, &label)),
+                    Err(e) => Response::Done(Err(format!("receiving the terminal: {e}"))),
+                }
+            }
             Request::Configure { name, address } => {
                 Response::Done(super::netlink::configure(&name, address.as_deref()))
             }

@@ -28,6 +28,7 @@ mod agent;
 pub mod cgroup;
 mod netlink;
 pub mod proto;
+pub mod pty;
 mod setup;
 mod sys;
 

@@ -36,6 +36,11 @@ pub enum Request {
         name: String,
         address: Option<String>,
     },
+    /// Followed by a terminal's file descriptor: start an interactive shell
+    /// on it, with a prompt that names `label`.
+    Shell {
+        label: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

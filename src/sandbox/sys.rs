@@ -164,3 +164,23 @@ pub fn set_cmdline(name: &str) {
         std::ptr::copy_nonoverlapping(name.as_ptr(), p, n);
     }
 }
+
+/// Makes a terminal the caller's controlling terminal (after setsid).
+pub fn set_controlling_terminal(fd: std::os::fd::RawFd) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an int argument by value; fd is open.
+    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// The window size of a terminal, if fd is one.
+pub fn window_size(fd: std::os::fd::RawFd) -> Option<nix::pty::Winsize> {
+    // SAFETY: winsize is plain old data; all-zero is valid.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the pointer we pass.
+    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } < 0 {
+        return None;
+    }
+    Some(ws)
+}

@@ -925,3 +925,112 @@ fn check_detects_a_user_namespace_limit() {
     );
     assert_eq!(c["user_namespaces"]["max_user_namespaces"], 0);
 }
+
+// ---------- teaching tools ----------
+
+/// `nslab shell` under a pseudo-terminal (util-linux's `script`): the first
+/// N steps run, the shell is in the sandbox, and exiting it tears the lab
+/// down, background processes included.
+#[test]
+fn shell_opens_in_a_sandbox_and_tears_down_on_exit() {
+    require_lab!();
+    require_root!();
+    if !have("script") {
+        skip("script is not installed (util-linux)");
+        return;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("nslab");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} shell scenarios/uts.yaml --in box --after 3",
+            bin.display()
+        ))
+        .arg("/dev/null")
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"sleep 4243 &\nhostname\necho answer=$((6*7))\nexit\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("step 3 rename the sandbox from inside: passed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(nslab box)"),
+        "the prompt names the context: {text}"
+    );
+    assert!(
+        text.contains("renamed-inside\r\n"),
+        "the shell is in the sandbox's UTS namespace: {text}"
+    );
+    assert!(text.contains("answer=42"), "{text}");
+    assert!(text.contains("nslab: the lab is gone"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with("sleep 4243").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the shell's background job outlived the lab"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn shell_refuses_unknown_contexts_and_steps() {
+    nslab()
+        .args(["shell", "scenarios/uts.yaml", "--in", "nobox"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no such context"));
+    nslab()
+        .args(["shell", "scenarios/uts.yaml", "--after", "99"])
+        .assert()
+        .code(2);
+}
+
+/// The lecture's own transcript, imported, runs and passes; the scenario it
+/// becomes is a snapshot.
+#[test]
+fn the_imported_lecture_transcript_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lecture.yaml");
+    nslab()
+        .args(["import", "tests/fixtures/transcripts/confinement.md", "-o"])
+        .arg(&out)
+        .assert()
+        .code(0);
+    let yaml = std::fs::read_to_string(&out).unwrap();
+    insta::assert_snapshot!("imported-lecture", yaml);
+    assert!(
+        yaml.contains("a veth pair stands in for it"),
+        "a physical interface gets a stand-in"
+    );
+    require_lab!();
+    require_root!();
+    let (code, report, stdout) = run_report(&[out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}\n{:#}", report["scenarios"][0]);
+    assert_eq!(report["scenarios"][0]["steps"].as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn import_refuses_a_file_without_commands() {
+    nslab()
+        .args(["import", "Cargo.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no `user@host:~# command` lines"));
+}
