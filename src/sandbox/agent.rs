@@ -66,6 +66,9 @@ pub(super) fn serve(mut chan: UnixStream) {
                     Err(e) => Response::Done(Err(format!("receiving the terminal: {e}"))),
                 }
             }
+            Request::WaitRunning { name } => {
+                Response::Done(super::netlink::wait_running(&name, Duration::from_secs(3)))
+            }
             Request::Configure { name, address } => {
                 Response::Done(super::netlink::configure(&name, address.as_deref()))
             }

@@ -228,6 +228,12 @@ impl Lab {
             };
             done(self.request(ctx, &req, deadline), label)?;
         }
+        for (ctx, name, label) in [(a, names[0], &na), (b, names[1], &nb)] {
+            let req = Request::WaitRunning {
+                name: name.to_owned(),
+            };
+            done(self.request(ctx, &req, deadline), label)?;
+        }
         Ok(())
     }
 

@@ -12,6 +12,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
+const RTM_GETLINK: u16 = 18;
+const IFLA_QDISC: u16 = 6;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_EXCL: u16 = 0x200;
@@ -106,6 +108,48 @@ pub fn parse_ack(buf: &[u8]) -> Result<(), nix::errno::Errno> {
     }
 }
 
+/// The name of an interface's root queueing discipline; `noop` until the
+/// kernel has activated the device.
+pub fn qdisc(index: u32) -> Result<String, String> {
+    let sock = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(|e| format!("netlink socket: {e}"))?;
+    bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|e| format!("netlink bind: {e}"))?;
+    let mut body = vec![0u8; 16];
+    body[4..8].copy_from_slice(&(index as i32).to_ne_bytes());
+    let mut m = message(RTM_GETLINK, 0, &body);
+    // A plain request: the answer is the link itself, not an ack.
+    m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    send(sock.as_raw_fd(), &m, MsgFlags::empty()).map_err(|e| format!("netlink send: {e}"))?;
+    let mut buf = vec![0u8; 32768];
+    let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty())
+        .map_err(|e| format!("netlink recv: {e}"))?;
+    parse_qdisc(&buf[..n]).ok_or_else(|| "no qdisc in the kernel's answer".into())
+}
+
+pub fn parse_qdisc(buf: &[u8]) -> Option<String> {
+    let len = u32::from_ne_bytes(buf.get(0..4)?.try_into().ok()?) as usize;
+    let mut attrs = buf.get(32..len.min(buf.len()))?;
+    while attrs.len() >= 4 {
+        let alen = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if alen < 4 || alen > attrs.len() {
+            return None;
+        }
+        if ty == IFLA_QDISC {
+            let v = &attrs[4..alen];
+            let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+            return Some(String::from_utf8_lossy(&v[..end]).into_owned());
+        }
+        attrs = &attrs[align(alen).min(attrs.len())..];
+    }
+    None
+}
+
 fn talk(req: &[u8]) -> Result<(), String> {
     let sock = socket(
         AddressFamily::Netlink,
@@ -141,6 +185,27 @@ pub fn configure(name: &str, cidr: Option<&str>) -> Result<(), String> {
     super::sys::interface_up(name).map_err(|e| format!("bringing {name} up: {e}"))
 }
 
+/// Waits until an interface is running, so that what a step sends next is
+/// not discarded by a link the kernel has not activated yet.
+pub fn wait_running(name: &str, limit: std::time::Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + limit;
+    let index =
+        nix::net::if_::if_nametoindex(name).map_err(|e| format!("no interface {name}: {e}"))?;
+    loop {
+        // Running (carrier and operstate up) is set a moment before the
+        // queue is attached; until then packets go to the `noop` qdisc.
+        let running = super::sys::interface_running(name)
+            .map_err(|e| format!("reading {name}'s flags: {e}"))?;
+        if running && qdisc(index).is_ok_and(|q| q != "noop") {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{name} did not come up within {limit:?}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +231,16 @@ mod tests {
         assert_eq!(&m[16..20], &[libc::AF_INET as u8, 24, 0, 0]);
         assert_eq!(u32::from_ne_bytes(m[20..24].try_into().unwrap()), 3);
         assert!(m.windows(4).any(|w| w == [10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn qdisc_attribute() {
+        let mut m = vec![0u8; 32];
+        m.extend(attr(3, b"eth0\0"));
+        m.extend(attr(IFLA_QDISC, b"noqueue\0"));
+        let len = m.len() as u32;
+        m[0..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(parse_qdisc(&m).as_deref(), Some("noqueue"));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum Request {
         name: String,
         address: Option<String>,
     },
+    /// Wait until an interface of this context is running.
+    WaitRunning {
+        name: String,
+    },
     /// Followed by a terminal's file descriptor: start an interactive shell
     /// on it, with a prompt that names `label`.
     Shell {

@@ -46,6 +46,17 @@ pub fn exit_now(code: i32) -> ! {
 
 /// Sets IFF_UP on an interface of the caller's network namespace.
 pub fn interface_up(name: &str) -> Result<(), Errno> {
+    interface_flags(name, true).map(|_| ())
+}
+
+/// Whether an interface is running: up, with carrier, and activated by the
+/// kernel's link watcher. Until then its queue discards what is sent, and
+/// the link watcher may take up to a second.
+pub fn interface_running(name: &str) -> Result<bool, Errno> {
+    interface_flags(name, false).map(|f| f & libc::IFF_RUNNING as libc::c_short != 0)
+}
+
+fn interface_flags(name: &str, set_up: bool) -> Result<libc::c_short, Errno> {
     if name.len() >= libc::IFNAMSIZ {
         return Err(Errno::EINVAL);
     }
@@ -66,12 +77,16 @@ pub fn interface_up(name: &str) -> Result<(), Errno> {
         return Err(Errno::last());
     }
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    if !set_up {
+        return Ok(flags);
+    }
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above, SIOCSIFFLAGS reads the same ifreq.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
         return Err(Errno::last());
     }
-    Ok(())
+    Ok(flags | libc::IFF_UP as libc::c_short)
 }
 
 /// Signal dispositions a command expects to start with. Rust ignores
