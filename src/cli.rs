@@ -2,7 +2,7 @@
 
 use crate::env::Machine;
 use crate::report::{
-    self, Environment, HostIntegrity, Metadata, Report, ScenarioReport, Summary, Verdict,
+    self, Environment, HostIntegrity, Metadata, Report, Summary,
 };
 use crate::scenario::{self, Scenario};
 use clap::{Args, Parser, Subcommand};
@@ -465,6 +465,10 @@ fn selected(s: &Scenario, filters: &[String]) -> bool {
 }
 
 fn cmd_run(a: RunArgs) -> i32 {
+    if let Err(e) = crate::sandbox::interrupt::install() {
+        err(&format!("cannot watch for signals: {e}"));
+        return EXIT_FAILED;
+    }
     let mut formats = Vec::new();
     for f in &a.format {
         match report::render::Format::parse(f) {
@@ -514,7 +518,7 @@ fn cmd_run(a: RunArgs) -> i32 {
     } else {
         Box::new(std::io::stdout())
     });
-    let results = run_all(&scenarios, &offer, jobs, a.control, &mut |r| {
+    let results = crate::suite::run_all(&scenarios, &offer, jobs, a.control, &mut |r| {
         let _ = write!(human, "{}", report::terminal::scenario_line(r));
         let _ = human.flush();
     });
@@ -597,13 +601,22 @@ fn cmd_run(a: RunArgs) -> i32 {
         "{}",
         report::terminal::summary_line(&report, shown.as_deref())
     );
+    if let Some(sig) = crate::sandbox::interrupt::caught() {
+        return crate::sandbox::interrupt::exit_status(sig);
+    }
+    exit_status(&report, a.strict)
+}
+
+/// 0 when every scenario passed (skips allowed unless strict, and vacuous
+/// controls too), 1 otherwise or when the real machine changed.
+pub fn exit_status(report: &Report, strict: bool) -> i32 {
     let s = &report.summary;
     let vacuous = report
         .scenarios
         .iter()
         .filter(|s| s.control.as_ref().is_some_and(|c| c.vacuous))
         .count();
-    let bad = s.failed + s.errored + if a.strict { s.skipped + vacuous } else { 0 };
+    let bad = s.failed + s.errored + if strict { s.skipped + vacuous } else { 0 };
     if bad > 0 || !report.host_integrity.unchanged {
         EXIT_FAILED
     } else {
@@ -611,119 +624,36 @@ fn cmd_run(a: RunArgs) -> i32 {
     }
 }
 
-/// Runs scenarios, `jobs` at a time in worker processes, and hands each
-/// result to `done` in file order as soon as it and all before it are in.
-fn run_all(
-    scenarios: &[Scenario],
-    base: &crate::plan::Offer,
-    jobs: usize,
-    control: bool,
-    done: &mut dyn FnMut(&ScenarioReport),
-) -> Vec<ScenarioReport> {
-    let run_one = |s: &Scenario| {
-        let offer = crate::runner::offer_for(s, base);
-        let mut r = crate::runner::run_scenario(s, &offer, false);
-        if control && !s.sandboxes.is_empty() && r.verdict == Verdict::Passed {
-            let c = crate::runner::run_scenario(s, &offer, true);
-            r.control = Some(report::ControlReport::from_run(&c));
-        }
-        r
-    };
-    let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
-    let mut printed = 0;
-    let mut flush = |results: &mut Vec<Option<ScenarioReport>>, printed: &mut usize| {
-        while *printed < results.len() {
-            match &results[*printed] {
-                Some(r) => done(r),
-                None => break,
-            }
-            *printed += 1;
-        }
-    };
-    if jobs == 1 || scenarios.len() == 1 {
-        for (i, s) in scenarios.iter().enumerate() {
-            results[i] = Some(run_one(s));
-            flush(&mut results, &mut printed);
-        }
-    } else {
-        let mut next = 0;
-        let mut running: Vec<(usize, i32, std::fs::File)> = Vec::new();
-        while next < scenarios.len() || !running.is_empty() {
-            while running.len() < jobs && next < scenarios.len() {
-                let s = &scenarios[next];
-                match crate::sandbox::fork_worker(|| {
-                    serde_json::to_vec(&run_one(s)).unwrap_or_default()
-                }) {
-                    Ok((pid, fd)) => running.push((next, pid, std::fs::File::from(fd))),
-                    Err(e) => {
-                        let mut r = run_one(s);
-                        if r.verdict == Verdict::Passed {
-                            r.reason = Some(format!("ran in-process: {e}"));
-                        }
-                        results[next] = Some(r);
-                    }
-                }
-                next += 1;
-            }
-            if running.is_empty() {
-                continue;
-            }
-            // Wait for whichever worker finishes first.
-            let idx = {
-                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-                use std::os::fd::AsFd;
-                let mut fds: Vec<PollFd> = running
-                    .iter()
-                    .map(|(_, _, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
-                    .collect();
-                let _ = poll(&mut fds, PollTimeout::NONE);
-                fds.iter()
-                    .position(|f| f.any().unwrap_or(false))
-                    .unwrap_or(0)
-            };
-            let (i, pid, mut f) = running.remove(idx);
-            let mut buf = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut f, &mut buf);
-            crate::sandbox::reap_worker(pid);
-            results[i] = Some(serde_json::from_slice(&buf).unwrap_or_else(|e| {
-                let s = &scenarios[i];
-                let mut r = run_one_failed(s);
-                r.reason = Some(format!(
-                    "the worker running it ended without a result ({e})"
-                ));
-                r
-            }));
-            flush(&mut results, &mut printed);
-        }
-    }
-    flush(&mut results, &mut printed);
-    results
-        .into_iter()
-        .map(|r| r.expect("every scenario has a result"))
-        .collect()
-}
-
-fn run_one_failed(s: &Scenario) -> ScenarioReport {
-    ScenarioReport {
-        name: s.name.clone(),
-        title: s.title.clone(),
-        description: s.description.clone(),
-        file: s.file.display().to_string(),
-        tags: s.tags.clone(),
-        verdict: Verdict::Errored,
-        reason: None,
-        duration_ms: 0.0,
-        lab_hostname: None,
-        lab_namespaces: Default::default(),
-        sandboxes: Vec::new(),
-        steps: Vec::new(),
-        control: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::glob_match;
+
+    fn report_json(extra: &str) -> Report {
+        let base = r#"{"schema":"nslab-report/v1","nslab_version":"0","started_at":"t","duration_ms":1,
+            "environment":{"kernel":"k","arch":"a","uid":0,"mode":"root","hostname":"h","output_cap_bytes":1},
+            "summary":{"total":1,"passed":0,"failed":0,"skipped":0,"errored":0},"scenarios":[],
+            "host_integrity":{"unchanged":true,"checked":[],"differences":[]}}"#;
+        let mut v: serde_json::Value = serde_json::from_str(base).unwrap();
+        let patch: serde_json::Value = serde_json::from_str(extra).unwrap();
+        for (k, x) in patch.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn exit_statuses() {
+        use super::exit_status;
+        let ok = report_json(r#"{"summary":{"total":1,"passed":1,"failed":0,"skipped":0,"errored":0}}"#);
+        assert_eq!(exit_status(&ok, false), 0);
+        let skip = report_json(r#"{"summary":{"total":1,"passed":0,"failed":0,"skipped":1,"errored":0}}"#);
+        assert_eq!((exit_status(&skip, false), exit_status(&skip, true)), (0, 1));
+        let err = report_json(r#"{"summary":{"total":1,"passed":0,"failed":0,"skipped":0,"errored":1}}"#);
+        assert_eq!(exit_status(&err, false), 1);
+        let changed = report_json(r#"{"summary":{"total":1,"passed":1,"failed":0,"skipped":0,"errored":0},
+            "host_integrity":{"unchanged":false,"checked":["netns"],"differences":["netns: added \"x\""]}}"#);
+        assert_eq!(exit_status(&changed, false), 1, "a changed machine fails the run");
+    }
 
     #[test]
     fn globs() {

@@ -21,3 +21,4 @@ pub mod runner;
 #[allow(unsafe_code)]
 pub mod sandbox;
 pub mod scenario;
+pub mod suite;

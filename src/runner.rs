@@ -56,6 +56,11 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// A report for the scenario with every step not run, to fill in.
+pub fn run_scenario_shell(s: &Scenario) -> ScenarioReport {
+    empty_report(s, Verdict::Passed, None)
+}
+
 fn empty_report(s: &Scenario, verdict: Verdict, reason: Option<String>) -> ScenarioReport {
     ScenarioReport {
         name: s.name.clone(),

@@ -26,6 +26,7 @@
 
 mod agent;
 pub mod cgroup;
+pub mod interrupt;
 mod netlink;
 pub mod proto;
 pub mod pty;
@@ -89,6 +90,8 @@ pub enum LabError {
     AgentGone(String),
     #[error("timed out")]
     Timeout,
+    #[error("interrupted by {}", .0.as_str())]
+    Interrupted(nix::sys::signal::Signal),
     #[error("{context}: {error}")]
     Io {
         context: String,
@@ -238,10 +241,28 @@ impl Lab {
     }
 
     fn receive(&mut self, ctx: usize, deadline: Instant) -> Result<Response, LabError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(LabError::Timeout);
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        // Wait for the answer or a signal, whichever comes first.
+        loop {
+            if let Some(sig) = interrupt::check() {
+                return Err(LabError::Interrupted(sig));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LabError::Timeout);
+            }
+            let mut fds = vec![PollFd::new(self.channels[ctx].as_fd(), PollFlags::POLLIN)];
+            if let Some(sfd) = interrupt::fd() {
+                fds.push(PollFd::new(sfd, PollFlags::POLLIN));
+            }
+            let ms = left.as_millis().clamp(1, 60_000) as i32;
+            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+                Ok(_) if fds[0].revents().is_some_and(|r| !r.is_empty()) => break,
+                _ => continue,
+            }
         }
+        let left = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
         let chan = &mut self.channels[ctx];
         let _ = chan.set_read_timeout(Some(left));
         match proto::recv(chan) {

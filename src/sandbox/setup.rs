@@ -168,6 +168,9 @@ fn lab_init(spec: &LabSpec, sandbox_ends: Vec<UnixStream>, go_r: OwnedFd) -> Res
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
     let _ = prctl::set_name(c"nslab-init");
     sys::set_cmdline("nslab-init");
+    // A session of its own: Ctrl-C at the terminal is for nslab, which
+    // then tears the lab down, not for the lab's processes.
+    let _ = nix::unistd::setsid();
     if !wait_go(&go_r) {
         exit_now(1);
     }

@@ -1034,3 +1034,52 @@ fn import_refuses_a_file_without_commands() {
         .code(2)
         .stderr(predicate::str::contains("no `user@host:~# command` lines"));
 }
+
+// ---------- reliability ----------
+
+/// SIGINT or SIGTERM (twice, as an impatient person would) during a run,
+/// sequential or parallel: the lab is torn down, the report is written with
+/// the interrupted scenario errored, and nslab exits 128 + the signal.
+#[rstest]
+#[case(nix::sys::signal::Signal::SIGINT, "1")]
+#[case(nix::sys::signal::Signal::SIGTERM, "1")]
+#[case(nix::sys::signal::Signal::SIGINT, "2")]
+#[case(nix::sys::signal::Signal::SIGTERM, "2")]
+fn an_interrupted_run_cleans_up_and_reports(#[case] sig: nix::sys::signal::Signal, #[case] jobs: &str) {
+    require_lab!();
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("nslab"))
+        .current_dir(root())
+        .args(["run", "tests/fixtures/slow/kill.yaml", "scenarios/uts.yaml", "scenarios/ipc.yaml", "--jobs", jobs, "--report"])
+        .arg(&report)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Until the scenario is well into its `sleep 30` step.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with("sleep 30").is_empty() {
+        assert!(Instant::now() < deadline, "the scenario never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(pid, sig).unwrap();
+    std::thread::sleep(Duration::from_millis(3));
+    let _ = nix::sys::signal::kill(pid, sig);
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.code(), Some(128 + sig as i32), "{status:?}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("the report is written")).unwrap();
+    let kill = &r["scenarios"][0];
+    assert_eq!(kill["verdict"], "errored");
+    assert!(kill["reason"].as_str().unwrap().contains(&format!("interrupted by {}", sig.as_str())), "{kill:#}");
+    assert_eq!(r["scenarios"].as_array().unwrap().len(), 3, "every scenario is in the report");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with("sleep 3601").is_empty() || !processes_with("sleep 3602").is_empty() {
+        assert!(Instant::now() < deadline, "the lab outlived the interrupted run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = status.signal();
+}

@@ -1,0 +1,114 @@
+//! Runs a list of scenarios, `jobs` at a time in worker processes (threads
+//! would break user namespaces and parent-death signals), and hands each
+//! result on in file order as soon as it and all before it are in.
+
+use crate::plan::Offer;
+use crate::report::{ControlReport, ScenarioReport, Verdict};
+use crate::sandbox::interrupt;
+use crate::scenario::Scenario;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::AsFd;
+
+fn run_one(s: &Scenario, base: &Offer, control: bool) -> ScenarioReport {
+    let offer = crate::runner::offer_for(s, base);
+    let mut r = crate::runner::run_scenario(s, &offer, false);
+    if control && !s.sandboxes.is_empty() && r.verdict == Verdict::Passed && interrupt::caught().is_none() {
+        let c = crate::runner::run_scenario(s, &offer, true);
+        r.control = Some(ControlReport::from_run(&c));
+    }
+    r
+}
+
+/// A scenario that did not run to the end, or at all.
+pub fn errored(s: &Scenario, reason: String) -> ScenarioReport {
+    let mut r = crate::runner::run_scenario_shell(s);
+    r.verdict = Verdict::Errored;
+    r.reason = Some(reason);
+    r
+}
+
+fn not_run_interrupted(s: &Scenario) -> ScenarioReport {
+    let sig = interrupt::caught().map(|s| s.as_str()).unwrap_or("a signal");
+    errored(s, format!("not run: the run was interrupted by {sig}"))
+}
+
+pub fn run_all(
+    scenarios: &[Scenario],
+    base: &Offer,
+    jobs: usize,
+    control: bool,
+    done: &mut dyn FnMut(&ScenarioReport),
+) -> Vec<ScenarioReport> {
+    let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
+    let mut printed = 0;
+    let mut flush = |results: &mut Vec<Option<ScenarioReport>>, printed: &mut usize| {
+        while let Some(Some(r)) = results.get(*printed) {
+            done(r);
+            *printed += 1;
+        }
+    };
+    if jobs == 1 || scenarios.len() == 1 {
+        for (i, s) in scenarios.iter().enumerate() {
+            results[i] = Some(if interrupt::check().is_some() {
+                not_run_interrupted(s)
+            } else {
+                run_one(s, base, control)
+            });
+            flush(&mut results, &mut printed);
+        }
+    } else {
+        let mut next = 0;
+        let mut running: Vec<(usize, i32, std::fs::File)> = Vec::new();
+        let mut forwarded = false;
+        while next < scenarios.len() || !running.is_empty() {
+            interrupt::check();
+            while running.len() < jobs && next < scenarios.len() && interrupt::caught().is_none() {
+                let s = &scenarios[next];
+                match crate::sandbox::fork_worker(|| serde_json::to_vec(&run_one(s, base, control)).unwrap_or_default()) {
+                    Ok((pid, fd)) => running.push((next, pid, std::fs::File::from(fd))),
+                    Err(e) => results[next] = Some(errored(s, format!("cannot start a worker: {e}"))),
+                }
+                next += 1;
+            }
+            if let Some(sig) = interrupt::caught() {
+                // No new scenario starts; the running ones end early, as the
+                // workers see the signal too (sent to them if it was only
+                // sent to us).
+                if !forwarded {
+                    for (_, pid, _) in &running {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+                    }
+                    forwarded = true;
+                }
+                while next < scenarios.len() {
+                    results[next] = Some(not_run_interrupted(&scenarios[next]));
+                    next += 1;
+                }
+            }
+            if running.is_empty() {
+                continue;
+            }
+            let ready = {
+                let mut fds: Vec<PollFd> = running.iter().map(|(_, _, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
+                if let Some(sfd) = interrupt::fd() {
+                    fds.push(PollFd::new(sfd, PollFlags::POLLIN));
+                }
+                let _ = poll(&mut fds, PollTimeout::NONE);
+                fds[..running.len()].iter().position(|f| f.any().unwrap_or(false))
+            };
+            let Some(idx) = ready else {
+                continue; // a signal: handled at the top of the loop
+            };
+            let (i, pid, mut f) = running.remove(idx);
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut f, &mut buf);
+            crate::sandbox::reap_worker(pid);
+            results[i] = Some(serde_json::from_slice(&buf).unwrap_or_else(|e| {
+                errored(&scenarios[i], format!("the worker running it ended without a result ({e})"))
+            }));
+            flush(&mut results, &mut printed);
+        }
+    }
+    flush(&mut results, &mut printed);
+    results.into_iter().map(|r| r.expect("every scenario has a result")).collect()
+}
