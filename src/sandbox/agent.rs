@@ -194,6 +194,14 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
     let Ok(((out_r, out_w), (err_r, err_w))) = pipes else {
         return fail("cannot create pipes".into());
     };
+    // Children the agent already has (background steps, earlier orphans):
+    // any other that appears during this step came from it.
+    let me = nix::unistd::getpid().as_raw();
+    let before: Vec<i32> = crate::probe::proc_table()
+        .iter()
+        .filter(|p| p.ppid == me)
+        .map(|p| p.pid)
+        .collect();
     let child = match fork_process() {
         Ok(c) => c,
         Err(e) => return fail(format!("fork: {e}")),
@@ -249,7 +257,7 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             timed_out = true;
-            kill_tree(child);
+            kill_step(child, me, &before);
             status = waitpid(child, None).ok();
             break;
         }
@@ -303,15 +311,23 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Kills a command and everything it started: its session, and every
-/// descendant found by parent links, repeated until nothing new appears so
-/// that processes forking while we look are caught too.
-fn kill_tree(root: Pid) {
+/// Kills a command and everything it started: its session, every
+/// descendant found by parent links, and every process that became the
+/// agent's child during the step (daemons that double-forked or called
+/// setsid are reparented to the agent, a subreaper or PID 1). Repeated
+/// until nothing new appears, so processes forking meanwhile are caught.
+fn kill_step(root: Pid, agent: i32, before: &[i32]) {
     let root = root.as_raw();
     let _ = kill(Pid::from_raw(-root), Signal::SIGKILL);
     for _ in 0..8 {
         let procs = crate::probe::proc_table();
         let mut doomed: Vec<i32> = vec![root];
+        doomed.extend(
+            procs
+                .iter()
+                .filter(|p| p.ppid == agent && p.pid != root && !before.contains(&p.pid))
+                .map(|p| p.pid),
+        );
         let mut changed = true;
         while changed {
             changed = false;

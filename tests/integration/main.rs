@@ -195,6 +195,7 @@ fn a_whole_folder_runs_in_parallel_with_results_in_file_order() {
 #[case("timeout.yaml", &["failed", "passed"])]
 #[case("scenario-timeout.yaml", &["passed", "failed", "not_run"])]
 #[case("value.yaml", &["passed", "failed"])]
+#[case("daemons.yaml", &["passed", "failed", "passed"])]
 fn failing_scenarios_fail_at_the_right_step(#[case] file: &str, #[case] verdicts: &[&str]) {
     require_lab!();
     let (code, report, stdout) = run_report(&[&format!("tests/fixtures/fail/{file}")]);
@@ -1082,4 +1083,19 @@ fn an_interrupted_run_cleans_up_and_reports(#[case] sig: nix::sys::signal::Signa
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = status.signal();
+}
+
+/// A timed-out step is killed, daemons and all, within 100 ms of its
+/// deadline, in the lab host and in a sandbox sharing its pid namespace.
+#[test]
+fn timeouts_kill_daemons_promptly() {
+    require_lab!();
+    let (_, report, _) = run_report(&["tests/fixtures/fail/daemons.yaml"]);
+    let step = &report["scenarios"][0]["steps"][1];
+    for o in step["observations"].as_array().unwrap() {
+        assert_eq!(o["timed_out"], true);
+        let overshoot = o["duration_ms"].as_f64().unwrap() - 300.0;
+        assert!((0.0..100.0).contains(&overshoot), "{} overshot by {overshoot} ms", o["in"]);
+    }
+    assert_eq!(report["scenarios"][0]["steps"][2]["verdict"], "passed", "{:#}", report["scenarios"][0]["steps"][2]);
 }
