@@ -549,6 +549,7 @@ fn cmd_run(a: RunArgs) -> i32 {
         },
         summary: Summary::of(&results),
         scenarios: results,
+        resources: Some(peak_rss()),
         host_integrity: HostIntegrity {
             unchanged: differences.is_empty(),
             checked: crate::integrity::CHECKED
@@ -605,6 +606,15 @@ fn cmd_run(a: RunArgs) -> i32 {
         return crate::sandbox::interrupt::exit_status(sig);
     }
     exit_status(&report, a.strict)
+}
+
+fn peak_rss() -> report::Resources {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let kib = |w| getrusage(w).map(|u| u.max_rss().max(0) as u64).unwrap_or(0);
+    report::Resources {
+        runner_peak_rss_kib: kib(UsageWho::RUSAGE_SELF),
+        children_peak_rss_kib: kib(UsageWho::RUSAGE_CHILDREN),
+    }
 }
 
 /// 0 when every scenario passed (skips allowed unless strict, and vacuous

@@ -42,6 +42,18 @@ pub struct Report {
     pub summary: Summary,
     pub scenarios: Vec<ScenarioReport>,
     pub host_integrity: HostIntegrity,
+    /// What the run itself used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Resources {
+    /// Peak resident memory of nslab's own process.
+    pub runner_peak_rss_kib: u64,
+    /// Largest peak of any process nslab waited for: labs, their agents and
+    /// commands, and workers.
+    pub children_peak_rss_kib: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -1099,3 +1099,53 @@ fn timeouts_kill_daemons_promptly() {
     }
     assert_eq!(report["scenarios"][0]["steps"][2]["verdict"], "passed", "{:#}", report["scenarios"][0]["steps"][2]);
 }
+
+/// 400 MB on stdout: captured up to the stated cap, the rest drained so the
+/// command ends normally, and nslab's memory stays far below 100 MiB.
+#[test]
+fn an_output_flood_is_capped_and_memory_stays_bounded() {
+    require_lab!();
+    let (code, report, stdout) = run_report(&["tests/fixtures/stress/flood.yaml"]);
+    assert_eq!(code, 0, "{stdout}");
+    let cap = report["environment"]["output_cap_bytes"].as_u64().unwrap();
+    assert_eq!(cap, 1 << 20);
+    let o = &report["scenarios"][0]["steps"][0]["observations"][0];
+    assert_eq!(o["truncated"], true);
+    assert_eq!(o["exit_status"], 0, "the command was not blocked or killed");
+    assert_eq!(o["stdout"].as_str().unwrap().len() as u64, cap);
+    assert_eq!(o["stderr"].as_str().unwrap().len() as u64, cap);
+    let res = &report["resources"];
+    for k in ["runner_peak_rss_kib", "children_peak_rss_kib"] {
+        let kib = res[k].as_u64().unwrap();
+        assert!(kib > 0 && kib < 50 * 1024, "{k} = {kib} KiB");
+    }
+}
+
+/// Two runs of the same scenarios at once, with the same `ip netns` names
+/// inside: each lab is a world of its own.
+#[test]
+fn concurrent_runs_do_not_interfere() {
+    require_lab!();
+    require_root!();
+    let bin = assert_cmd::cargo::cargo_bin("nslab");
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            std::process::Command::new(&bin)
+                .current_dir(root())
+                .args(["run", "scenarios/netns.yaml", "scenarios/cgroup.yaml", "scenarios/linked.yaml", "--jobs", "1", "--report"])
+                .arg(dir.path().join(format!("r{i}.json")))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    for i in 0..3 {
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("r{i}.json"))).unwrap()).unwrap();
+        assert_eq!(r["summary"]["passed"], 3);
+    }
+}
