@@ -1,9 +1,7 @@
 //! The command line: parses arguments and hands off to the library.
 
 use crate::env::Machine;
-use crate::report::{
-    self, Environment, HostIntegrity, Metadata, Report, Summary,
-};
+use crate::report::{self, Environment, HostIntegrity, Metadata, Report, Summary};
 use crate::scenario::{self, Scenario};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -638,7 +636,7 @@ pub fn exit_status(report: &Report, strict: bool) -> i32 {
 mod tests {
     use super::glob_match;
 
-    fn report_json(extra: &str) -> Report {
+    fn report_json(extra: &str) -> super::Report {
         let base = r#"{"schema":"nslab-report/v1","nslab_version":"0","started_at":"t","duration_ms":1,
             "environment":{"kernel":"k","arch":"a","uid":0,"mode":"root","hostname":"h","output_cap_bytes":1},
             "summary":{"total":1,"passed":0,"failed":0,"skipped":0,"errored":0},"scenarios":[],
@@ -654,15 +652,27 @@ mod tests {
     #[test]
     fn exit_statuses() {
         use super::exit_status;
-        let ok = report_json(r#"{"summary":{"total":1,"passed":1,"failed":0,"skipped":0,"errored":0}}"#);
+        let ok =
+            report_json(r#"{"summary":{"total":1,"passed":1,"failed":0,"skipped":0,"errored":0}}"#);
         assert_eq!(exit_status(&ok, false), 0);
-        let skip = report_json(r#"{"summary":{"total":1,"passed":0,"failed":0,"skipped":1,"errored":0}}"#);
-        assert_eq!((exit_status(&skip, false), exit_status(&skip, true)), (0, 1));
-        let err = report_json(r#"{"summary":{"total":1,"passed":0,"failed":0,"skipped":0,"errored":1}}"#);
+        let skip =
+            report_json(r#"{"summary":{"total":1,"passed":0,"failed":0,"skipped":1,"errored":0}}"#);
+        assert_eq!(
+            (exit_status(&skip, false), exit_status(&skip, true)),
+            (0, 1)
+        );
+        let err =
+            report_json(r#"{"summary":{"total":1,"passed":0,"failed":0,"skipped":0,"errored":1}}"#);
         assert_eq!(exit_status(&err, false), 1);
-        let changed = report_json(r#"{"summary":{"total":1,"passed":1,"failed":0,"skipped":0,"errored":0},
-            "host_integrity":{"unchanged":false,"checked":["netns"],"differences":["netns: added \"x\""]}}"#);
-        assert_eq!(exit_status(&changed, false), 1, "a changed machine fails the run");
+        let changed = report_json(
+            r#"{"summary":{"total":1,"passed":1,"failed":0,"skipped":0,"errored":0},
+            "host_integrity":{"unchanged":false,"checked":["netns"],"differences":["netns: added \"x\""]}}"#,
+        );
+        assert_eq!(
+            exit_status(&changed, false),
+            1,
+            "a changed machine fails the run"
+        );
     }
 
     #[test]

@@ -115,11 +115,9 @@ pub fn run_scenario(s: &Scenario, offer: &Offer, control: bool) -> ScenarioRepor
                 match make_cgroups(s, &mut spec) {
                     Err(reason) => empty_report(s, Verdict::Skipped, Some(reason)),
                     Ok(cgroups) => {
-                        let r = run_lab(s, &spec, control, started);
+                        let r = run_lab(s, &spec, control, started, &cgroups);
                         // run_lab has dropped the lab: its processes are gone.
-                        for cg in cgroups {
-                            crate::sandbox::cgroup::remove(cg);
-                        }
+                        remove_cgroups(cgroups);
                         r
                     }
                 }
@@ -132,20 +130,23 @@ pub fn run_scenario(s: &Scenario, offer: &Offer, control: bool) -> ScenarioRepor
 
 /// A cgroup for each sandbox with `limits`, its cgroup.procs handed to the
 /// sandbox's spec so that it joins before its namespaces are made.
-fn make_cgroups(
-    s: &Scenario,
-    spec: &mut crate::sandbox::LabSpec,
-) -> Result<Vec<crate::sandbox::cgroup::SandboxCgroup>, String> {
+type Cgroups = Vec<(String, crate::sandbox::cgroup::SandboxCgroup)>;
+
+fn remove_cgroups(cgroups: Cgroups) {
+    for (_, cg) in cgroups {
+        crate::sandbox::cgroup::remove(cg);
+    }
+}
+
+fn make_cgroups(s: &Scenario, spec: &mut crate::sandbox::LabSpec) -> Result<Cgroups, String> {
     use crate::sandbox::cgroup;
     let mut made = Vec::new();
     for (sb, sbspec) in s.sandboxes.iter().zip(spec.sandboxes.iter_mut()) {
         if sb.limits.is_empty() {
             continue;
         }
-        let fail = |e: String, made: Vec<cgroup::SandboxCgroup>| {
-            for cg in made {
-                cgroup::remove(cg);
-            }
+        let fail = |e: String, made: Cgroups| {
+            remove_cgroups(made);
             Err(format!(
                 "sandbox `{}` has `limits`, but nslab cannot make cgroups here ({e}): run as root, or inside a delegated cgroup (systemd-run --user --scope -p Delegate=yes nslab run …)",
                 sb.name
@@ -161,7 +162,7 @@ fn make_cgroups(
                     .into_iter()
                     .map(std::sync::Arc::new)
                     .collect();
-                made.push(cg);
+                made.push((sb.name.clone(), cg));
             }
             Err(e) => return fail(e, made),
         }
@@ -292,6 +293,7 @@ fn run_lab(
     spec: &crate::sandbox::LabSpec,
     control: bool,
     started: Instant,
+    cgroups: &Cgroups,
 ) -> ScenarioReport {
     let deadline = started + s.timeout;
     let mut report = empty_report(s, Verdict::Passed, None);
@@ -308,7 +310,7 @@ fn run_lab(
         if timed_out || (failed && !step.always && !control) {
             continue;
         }
-        let r = run_step(&mut lab, &names, step, deadline);
+        let r = run_step(&mut lab, &names, step, deadline, cgroups);
         match r {
             StepRun::Done(sr) => {
                 match sr.verdict {
@@ -391,7 +393,13 @@ enum StepRun {
     LabBroken(StepReport),
 }
 
-fn run_step(lab: &mut Lab, names: &[String], step: &Step, deadline: Instant) -> StepRun {
+fn run_step(
+    lab: &mut Lab,
+    names: &[String],
+    step: &Step,
+    deadline: Instant,
+    cgroups: &Cgroups,
+) -> StepRun {
     let mut sr = step_shell(step);
     let mut values: Vec<(String, Value)> = Vec::new();
     let mut checks: Vec<CheckReport> = Vec::new();
@@ -414,19 +422,25 @@ fn run_step(lab: &mut Lab, names: &[String], step: &Step, deadline: Instant) -> 
             },
         };
         let step_deadline = deadline.min(Instant::now() + step.timeout + AGENT_GRACE);
+        let cg = cgroups.iter().find(|(n, _)| n == ctx).map(|(_, c)| c);
+        let before = cg.map(|c| c.counters());
         let t0 = Instant::now();
         let resp = lab.request(idx, &req, step_deadline);
+        let limits = cg.zip(before).map(|(c, b)| limits_observation(c, b));
         match resp {
             Ok(Response::Run(out)) => {
                 if let Some(e) = &out.error {
                     error.get_or_insert_with(|| format!("in {ctx}: {e}"));
                 }
+                let killed = limits.as_ref().and_then(|l| l.killed.clone());
                 if !step.background && out.error.is_none() {
-                    checks.extend(run_checks(step, ctx, &out));
+                    checks.extend(run_checks(step, ctx, &out, killed.as_deref()));
                     values.push((ctx.clone(), Value::String(out.stdout.clone())));
                 }
-                sr.observations
-                    .push(run_observation(ctx, out, step.background));
+                let mut o = run_observation(ctx, out, step.background);
+                o.killed = killed;
+                o.limits = limits.map(|l| l.counters);
+                sr.observations.push(o);
             }
             Ok(Response::Probe(result)) => match result {
                 Ok(v) => {
@@ -496,7 +510,44 @@ fn run_step(lab: &mut Lab, names: &[String], step: &Step, deadline: Instant) -> 
     StepRun::Done(sr)
 }
 
-fn run_checks(step: &Step, ctx: &str, out: &RunOutcome) -> Vec<CheckReport> {
+/// What a sandbox's cgroup limits did during a step.
+struct LimitsSeen {
+    counters: crate::report::LimitCounters,
+    killed: Option<String>,
+}
+
+fn limits_observation(
+    cg: &crate::sandbox::cgroup::SandboxCgroup,
+    before: crate::sandbox::cgroup::Counters,
+) -> LimitsSeen {
+    let after = cg.counters();
+    let oom = after.oom_kills.saturating_sub(before.oom_kills);
+    let killed = (oom > 0).then(|| {
+        let limit = cg.limits.memory.map(human_size).unwrap_or_default();
+        format!(
+            "out of memory, limit {limit}: {oom} process{} killed",
+            if oom == 1 { "" } else { "es" }
+        )
+    });
+    LimitsSeen {
+        counters: crate::report::LimitCounters {
+            oom_kills: oom,
+            throttled_ms: after.throttled_us.saturating_sub(before.throttled_us) as f64 / 1000.0,
+        },
+        killed,
+    }
+}
+
+fn human_size(b: u64) -> String {
+    match b {
+        b if b % (1 << 30) == 0 => format!("{}G", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}K", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+fn run_checks(step: &Step, ctx: &str, out: &RunOutcome, killed: Option<&str>) -> Vec<CheckReport> {
     let mut checks = Vec::new();
     if out.timed_out {
         checks.push(CheckReport {
@@ -509,12 +560,11 @@ fn run_checks(step: &Step, ctx: &str, out: &RunOutcome) -> Vec<CheckReport> {
         return checks;
     }
     if let Some(st) = &step.expect.status {
-        checks.push(check::status(
-            st,
-            out.exit_status,
-            out.signal.as_deref(),
-            ctx,
-        ));
+        let mut c = check::status(st, out.exit_status, out.signal.as_deref(), ctx);
+        if let Some(k) = killed {
+            c.actual = format!("{} (killed: {k})", c.actual);
+        }
+        checks.push(c);
     }
     if let Some(m) = &step.expect.stdout {
         checks.extend(check::text("stdout", m, &out.stdout, ctx));
@@ -538,6 +588,8 @@ fn run_observation(ctx: &str, out: RunOutcome, background: bool) -> Observation 
         truncated: (!background).then_some(out.truncated),
         pid: out.pid,
         error: out.error,
+        killed: None,
+        limits: None,
     }
 }
 
@@ -559,13 +611,15 @@ fn probe_observation(
         truncated: None,
         pid: None,
         error,
+        killed: None,
+        limits: None,
     }
 }
 
 /// A lab held open for a person: `nslab shell`.
 pub struct Session {
     lab: Option<Lab>,
-    cgroups: Vec<crate::sandbox::cgroup::SandboxCgroup>,
+    cgroups: Cgroups,
     names: Vec<String>,
     pub report: ScenarioReport,
     started: Instant,
@@ -593,9 +647,7 @@ impl Session {
                 started,
             }),
             None => {
-                for cg in cgroups {
-                    crate::sandbox::cgroup::remove(cg);
-                }
+                remove_cgroups(cgroups);
                 Err(report.reason.unwrap_or_default())
             }
         }
@@ -604,7 +656,7 @@ impl Session {
     pub fn step(&mut self, step: &Step) -> StepReport {
         let lab = self.lab.as_mut().expect("the lab is open");
         let far = self.started + Duration::from_secs(86_400 * 365);
-        match run_step(lab, &self.names, step, far) {
+        match run_step(lab, &self.names, step, far, &self.cgroups) {
             StepRun::Done(r) | StepRun::ScenarioTimeout(r) | StepRun::LabBroken(r) => r,
         }
     }
@@ -624,8 +676,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         // The lab's processes first, then the cgroups they were in.
         drop(self.lab.take());
-        for cg in self.cgroups.drain(..) {
-            crate::sandbox::cgroup::remove(cg);
-        }
+        remove_cgroups(std::mem::take(&mut self.cgroups));
     }
 }

@@ -12,7 +12,11 @@ use std::os::fd::AsFd;
 fn run_one(s: &Scenario, base: &Offer, control: bool) -> ScenarioReport {
     let offer = crate::runner::offer_for(s, base);
     let mut r = crate::runner::run_scenario(s, &offer, false);
-    if control && !s.sandboxes.is_empty() && r.verdict == Verdict::Passed && interrupt::caught().is_none() {
+    if control
+        && !s.sandboxes.is_empty()
+        && r.verdict == Verdict::Passed
+        && interrupt::caught().is_none()
+    {
         let c = crate::runner::run_scenario(s, &offer, true);
         r.control = Some(ControlReport::from_run(&c));
     }
@@ -28,7 +32,9 @@ pub fn errored(s: &Scenario, reason: String) -> ScenarioReport {
 }
 
 fn not_run_interrupted(s: &Scenario) -> ScenarioReport {
-    let sig = interrupt::caught().map(|s| s.as_str()).unwrap_or("a signal");
+    let sig = interrupt::caught()
+        .map(|s| s.as_str())
+        .unwrap_or("a signal");
     errored(s, format!("not run: the run was interrupted by {sig}"))
 }
 
@@ -64,9 +70,13 @@ pub fn run_all(
             interrupt::check();
             while running.len() < jobs && next < scenarios.len() && interrupt::caught().is_none() {
                 let s = &scenarios[next];
-                match crate::sandbox::fork_worker(|| serde_json::to_vec(&run_one(s, base, control)).unwrap_or_default()) {
+                match crate::sandbox::fork_worker(|| {
+                    serde_json::to_vec(&run_one(s, base, control)).unwrap_or_default()
+                }) {
                     Ok((pid, fd)) => running.push((next, pid, std::fs::File::from(fd))),
-                    Err(e) => results[next] = Some(errored(s, format!("cannot start a worker: {e}"))),
+                    Err(e) => {
+                        results[next] = Some(errored(s, format!("cannot start a worker: {e}")))
+                    }
                 }
                 next += 1;
             }
@@ -89,12 +99,17 @@ pub fn run_all(
                 continue;
             }
             let ready = {
-                let mut fds: Vec<PollFd> = running.iter().map(|(_, _, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
+                let mut fds: Vec<PollFd> = running
+                    .iter()
+                    .map(|(_, _, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                    .collect();
                 if let Some(sfd) = interrupt::fd() {
                     fds.push(PollFd::new(sfd, PollFlags::POLLIN));
                 }
                 let _ = poll(&mut fds, PollTimeout::NONE);
-                fds[..running.len()].iter().position(|f| f.any().unwrap_or(false))
+                fds[..running.len()]
+                    .iter()
+                    .position(|f| f.any().unwrap_or(false))
             };
             let Some(idx) = ready else {
                 continue; // a signal: handled at the top of the loop
@@ -104,11 +119,17 @@ pub fn run_all(
             let _ = std::io::Read::read_to_end(&mut f, &mut buf);
             crate::sandbox::reap_worker(pid);
             results[i] = Some(serde_json::from_slice(&buf).unwrap_or_else(|e| {
-                errored(&scenarios[i], format!("the worker running it ended without a result ({e})"))
+                errored(
+                    &scenarios[i],
+                    format!("the worker running it ended without a result ({e})"),
+                )
             }));
             flush(&mut results, &mut printed);
         }
     }
     flush(&mut results, &mut printed);
-    results.into_iter().map(|r| r.expect("every scenario has a result")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every scenario has a result"))
+        .collect()
 }

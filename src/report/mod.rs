@@ -242,6 +242,18 @@ pub struct Observation {
     pub pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the command's processes were killed, when a limit did it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed: Option<String>,
+    /// What the sandbox's cgroup limits did during the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitCounters>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct LimitCounters {
+    pub oom_kills: u64,
+    pub throttled_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]

@@ -81,6 +81,43 @@ pub struct SandboxCgroup {
     pub dirs: Vec<PathBuf>,
     /// cgroup.procs of each, opened for writing by the runner.
     pub procs: Vec<OwnedFd>,
+    /// Where its out-of-memory kills and CPU throttling are counted.
+    pub memory_events: Option<PathBuf>,
+    pub cpu_stat: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// What a sandbox's limits did during a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    pub oom_kills: u64,
+    pub throttled_us: u64,
+}
+
+fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+impl SandboxCgroup {
+    pub fn counters(&self) -> Counters {
+        let read = |p: &Option<PathBuf>| p.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        let oom_kills = read(&self.memory_events)
+            .and_then(|t| field(&t, "oom_kill"))
+            .unwrap_or(0);
+        let throttled_us = read(&self.cpu_stat)
+            .and_then(|t| {
+                field(&t, "throttled_usec")
+                    .or_else(|| field(&t, "throttled_time").map(|ns| ns / 1000))
+            })
+            .unwrap_or(0);
+        Counters {
+            oom_kills,
+            throttled_us,
+        }
+    }
 }
 
 fn write(path: &Path, value: &str) -> Result<(), String> {
@@ -110,6 +147,9 @@ pub fn create(
     let mut cg = SandboxCgroup {
         dirs: Vec::new(),
         procs: Vec::new(),
+        memory_events: None,
+        cpu_stat: None,
+        limits: *limits,
     };
     let res = (|| {
         match layout {
@@ -138,6 +178,7 @@ pub fn create(
                             }
                         }
                         "memory" => {
+                            cg.memory_events = Some(dir.join("memory.oom_control"));
                             let m = limits.memory.unwrap_or_default();
                             write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
                             // Without swap accounting the file is absent.
@@ -147,6 +188,7 @@ pub fn create(
                             );
                         }
                         _ => {
+                            cg.cpu_stat = Some(dir.join("cpu.stat"));
                             let quota = (limits.cpu.unwrap_or(1.0) * CPU_PERIOD_US as f64) as u64;
                             write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
                             write(&dir.join("cpu.cfs_quota_us"), &quota.max(1000).to_string())?;
@@ -180,6 +222,8 @@ pub fn create(
                 if let Some(p) = limits.pids {
                     write(&dir.join("pids.max"), &p.to_string())?;
                 }
+                cg.memory_events = Some(dir.join("memory.events"));
+                cg.cpu_stat = Some(dir.join("cpu.stat"));
                 if let Some(m) = limits.memory {
                     write(&dir.join("memory.max"), &m.to_string())?;
                     let _ = std::fs::write(dir.join("memory.swap.max"), "0");
@@ -273,6 +317,26 @@ mod tests {
             "/a/b".into()
         )));
         assert_eq!(ctls.len(), 3);
+    }
+
+    #[test]
+    fn counters_from_v1_and_v2_files() {
+        assert_eq!(
+            field("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
+        assert_eq!(
+            field("low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n", "oom_kill"),
+            Some(1)
+        );
+        assert_eq!(
+            field(
+                "nr_periods 10\nnr_throttled 4\nthrottled_time 5000000\n",
+                "throttled_time"
+            ),
+            Some(5_000_000)
+        );
+        assert_eq!(field("usage_usec 1\n", "oom_kill"), None);
     }
 
     #[test]

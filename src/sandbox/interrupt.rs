@@ -38,7 +38,12 @@ pub fn fd() -> Option<BorrowedFd<'static>> {
 pub fn check() -> Option<Signal> {
     if let Some(fd) = FD.get() {
         while let Ok(Some(info)) = fd.read_signal() {
-            let _ = CAUGHT.compare_exchange(0, info.ssi_signo as i32, Ordering::SeqCst, Ordering::SeqCst);
+            let _ = CAUGHT.compare_exchange(
+                0,
+                info.ssi_signo as i32,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         }
     }
     caught()

@@ -257,12 +257,17 @@ impl Lab {
                 fds.push(PollFd::new(sfd, PollFlags::POLLIN));
             }
             let ms = left.as_millis().clamp(1, 60_000) as i32;
-            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
                 Ok(_) if fds[0].revents().is_some_and(|r| !r.is_empty()) => break,
                 _ => continue,
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(std::time::Duration::from_millis(1));
         let chan = &mut self.channels[ctx];
         let _ = chan.set_read_timeout(Some(left));
         match proto::recv(chan) {

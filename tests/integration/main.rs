@@ -386,6 +386,7 @@ fn report_snapshot() {
         ".duration_ms" => "[ms]",
         ".environment" => "[environment]",
         ".nslab_version" => "[version]",
+        ".resources" => "[resources]",
         ".scenarios[].duration_ms" => "[ms]",
         ".scenarios[].steps[].observations[].duration_ms" => "[ms]",
     });
@@ -1046,14 +1047,25 @@ fn import_refuses_a_file_without_commands() {
 #[case(nix::sys::signal::Signal::SIGTERM, "1")]
 #[case(nix::sys::signal::Signal::SIGINT, "2")]
 #[case(nix::sys::signal::Signal::SIGTERM, "2")]
-fn an_interrupted_run_cleans_up_and_reports(#[case] sig: nix::sys::signal::Signal, #[case] jobs: &str) {
+fn an_interrupted_run_cleans_up_and_reports(
+    #[case] sig: nix::sys::signal::Signal,
+    #[case] jobs: &str,
+) {
     require_lab!();
     require_root!();
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("nslab"))
         .current_dir(root())
-        .args(["run", "tests/fixtures/slow/kill.yaml", "scenarios/uts.yaml", "scenarios/ipc.yaml", "--jobs", jobs, "--report"])
+        .args([
+            "run",
+            "tests/fixtures/slow/kill.yaml",
+            "scenarios/uts.yaml",
+            "scenarios/ipc.yaml",
+            "--jobs",
+            jobs,
+            "--report",
+        ])
         .arg(&report)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -1072,14 +1084,29 @@ fn an_interrupted_run_cleans_up_and_reports(#[case] sig: nix::sys::signal::Signa
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.code(), Some(128 + sig as i32), "{status:?}");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("the report is written")).unwrap();
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the report is written"))
+            .unwrap();
     let kill = &r["scenarios"][0];
     assert_eq!(kill["verdict"], "errored");
-    assert!(kill["reason"].as_str().unwrap().contains(&format!("interrupted by {}", sig.as_str())), "{kill:#}");
-    assert_eq!(r["scenarios"].as_array().unwrap().len(), 3, "every scenario is in the report");
+    assert!(
+        kill["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("interrupted by {}", sig.as_str())),
+        "{kill:#}"
+    );
+    assert_eq!(
+        r["scenarios"].as_array().unwrap().len(),
+        3,
+        "every scenario is in the report"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while !processes_with("sleep 3601").is_empty() || !processes_with("sleep 3602").is_empty() {
-        assert!(Instant::now() < deadline, "the lab outlived the interrupted run");
+        assert!(
+            Instant::now() < deadline,
+            "the lab outlived the interrupted run"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = status.signal();
@@ -1095,9 +1122,17 @@ fn timeouts_kill_daemons_promptly() {
     for o in step["observations"].as_array().unwrap() {
         assert_eq!(o["timed_out"], true);
         let overshoot = o["duration_ms"].as_f64().unwrap() - 300.0;
-        assert!((0.0..100.0).contains(&overshoot), "{} overshot by {overshoot} ms", o["in"]);
+        assert!(
+            (0.0..100.0).contains(&overshoot),
+            "{} overshot by {overshoot} ms",
+            o["in"]
+        );
     }
-    assert_eq!(report["scenarios"][0]["steps"][2]["verdict"], "passed", "{:#}", report["scenarios"][0]["steps"][2]);
+    assert_eq!(
+        report["scenarios"][0]["steps"][2]["verdict"], "passed",
+        "{:#}",
+        report["scenarios"][0]["steps"][2]
+    );
 }
 
 /// 400 MB on stdout: captured up to the stated cap, the rest drained so the
@@ -1133,7 +1168,15 @@ fn concurrent_runs_do_not_interfere() {
         .map(|i| {
             std::process::Command::new(&bin)
                 .current_dir(root())
-                .args(["run", "scenarios/netns.yaml", "scenarios/cgroup.yaml", "scenarios/linked.yaml", "--jobs", "1", "--report"])
+                .args([
+                    "run",
+                    "scenarios/netns.yaml",
+                    "scenarios/cgroup.yaml",
+                    "scenarios/linked.yaml",
+                    "--jobs",
+                    "1",
+                    "--report",
+                ])
                 .arg(dir.path().join(format!("r{i}.json")))
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -1142,10 +1185,63 @@ fn concurrent_runs_do_not_interfere() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     for i in 0..3 {
-        let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("r{i}.json"))).unwrap()).unwrap();
+        let r: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("r{i}.json"))).unwrap(),
+        )
+        .unwrap();
         assert_eq!(r["summary"]["passed"], 3);
     }
+}
+
+/// cgroup limits bite: a memory hog is OOM-killed and the observation says
+/// so, a CPU-bound loop is throttled, a fork bomb hits `pids`; the cgroups
+/// are removed afterwards.
+#[test]
+fn cgroup_limits_are_enforced_and_reported() {
+    require_lab!();
+    require_root!();
+    let (code, report, stdout) = run_report(&["tests/fixtures/stress/limits.yaml"]);
+    assert_eq!(code, 0, "{stdout}\n{:#}", report["scenarios"][0]);
+    let steps = &report["scenarios"][0]["steps"];
+    let hog = &steps[0]["observations"][0];
+    assert_eq!(hog["killed"], "out of memory, limit 64M: 1 process killed");
+    assert!(
+        steps[0]["checks"][0]["actual"]
+            .as_str()
+            .unwrap()
+            .contains("killed: out of memory, limit 64M")
+    );
+    let cpu = steps[1]["observations"][0]["limits"]["throttled_ms"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        cpu > 300.0,
+        "a loop held to 0.2 CPU for 1 s is throttled most of it: {cpu} ms"
+    );
+    assert_eq!(steps[0]["observations"][0]["limits"]["oom_kills"], 1);
+    let leftover: Vec<String> = ["pids", "memory", "cpu"]
+        .iter()
+        .flat_map(|c| {
+            std::fs::read_dir(format!("/sys/fs/cgroup/{c}"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .chain(
+            std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten(),
+        )
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("nslab-") && n.ends_with("-limits"))
+        .collect();
+    assert!(leftover.is_empty(), "cgroups left behind: {leftover:?}");
 }
