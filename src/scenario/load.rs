@@ -149,7 +149,7 @@ impl<'a> Loader<'a> {
             file: self.file.to_owned(),
             line: p.line,
             column: p.column,
-            message,
+            message: shorten_words(&message),
             help,
             source_line,
         });
@@ -172,6 +172,14 @@ impl<'a> Loader<'a> {
         allowed: &[&str],
     ) -> Option<Fields<'n>> {
         let Node::Map(entries) = &n.value else {
+            if what == "the scenario" && matches!(n.value, Node::Null) {
+                self.err(
+                    pos(n),
+                    "the file has no scenario in it".into(),
+                    Some("a scenario starts with `name:` and has `steps:`".into()),
+                );
+                return None;
+            }
             self.type_err(n, what, "a mapping");
             return None;
         };
@@ -1201,9 +1209,42 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Messages quote what the file says; a 100 000-character value quoted in
+/// full helps nobody.
+fn shorten_words(m: &str) -> String {
+    const MAX: usize = 60;
+    m.split(' ')
+        .map(|w| {
+            if w.chars().count() <= MAX {
+                w.to_owned()
+            } else {
+                let head: String = w.chars().take(MAX - 1).collect();
+                format!("{head}… ({} characters)", w.chars().count())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The parser's messages end with a location we already show, and some
 /// carry advice for programmers using the library, not for authors.
 fn clean_yaml_message(m: &str) -> String {
+    if let Some(rest) = m.split("budget breached: ").nth(1) {
+        let what = rest.split([' ', '{']).next().unwrap_or("");
+        let limit = match what {
+            "Depth" => "nesting deeper than 64 levels",
+            "Nodes" => "more than 100000 values (after expanding aliases)",
+            "Aliases" => "more than 1000 aliases",
+            "Anchors" => "more than 1000 anchors",
+            "Events" => "more than 200000 parser events",
+            _ => "more than a scenario needs",
+        };
+        return format!("the file is too large to be a scenario: {limit}");
+    }
+    if m.contains("multiple YAML documents") {
+        return "a scenario file holds one YAML document; put each scenario in a file of its own"
+            .into();
+    }
     let mut m = m.to_owned();
     if let Some(i) = m.find(", set DuplicateKeyPolicy") {
         let rest = &m[i..];

@@ -1245,3 +1245,55 @@ fn cgroup_limits_are_enforced_and_reported() {
         .collect();
     assert!(leftover.is_empty(), "cgroups left behind: {leftover:?}");
 }
+
+/// Inputs no one writes by hand: each refused with exit 2 and a message
+/// naming the file, never a panic.
+#[test]
+fn hostile_files_are_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut garbage = Vec::new();
+    let mut x: u32 = 12345;
+    for _ in 0..65536 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        garbage.push((x >> 16) as u8);
+    }
+    let mut fifty_mb = b"name: huge\nsteps:\n  - run: \"true\"\n    explain: \"".to_vec();
+    fifty_mb.resize(50 * 1024 * 1024, b'x');
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("fifty-mb.yaml", fifty_mb, "scenario files are limited to"),
+        ("garbage.yaml", garbage, "not valid UTF-8"),
+        (
+            "latin1.yaml",
+            b"name: caf\xe9\nsteps:\n  - run: \"true\"\n".to_vec(),
+            "not valid UTF-8",
+        ),
+        (
+            "nul.yaml",
+            b"name: a\0b\nsteps:\n  - run: \"true\"\n".to_vec(),
+            "nul.yaml:",
+        ),
+        (
+            "utf16.yaml",
+            b"\xff\xfen\0a\0m\0e\0".to_vec(),
+            "utf16.yaml:",
+        ),
+        (
+            "long-line.yaml",
+            format!("name: {}\nsteps:\n  - run: \"true\"\n", "a".repeat(100_000)).into_bytes(),
+            "not a valid scenario id",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let out = nslab().arg("validate").arg(&p).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(needle), "{name}: {stderr}");
+        assert!(
+            stderr.len() < 10_000,
+            "{name}: the message stays readable ({} bytes)",
+            stderr.len()
+        );
+    }
+}
