@@ -34,12 +34,16 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Render a saved JSON report as Markdown, HTML or JUnit XML
+    ///
+    /// `nslab report merge A.json B.json … -o ALL.json` joins the reports of
+    /// shards (`run --shard K/N`) into one.
     Report {
-        /// The JSON report `nslab run` wrote
-        file: PathBuf,
+        /// The JSON report `nslab run` wrote; or `merge` and the reports to join
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// markdown, html or junit
         #[arg(long)]
-        format: String,
+        format: Option<String>,
         /// Where to write it (default: stdout)
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
@@ -100,6 +104,10 @@ struct RunArgs {
     /// Only scenarios whose name matches this glob, or `tag:WORD`; repeatable
     #[arg(long)]
     filter: Vec<String>,
+    /// Run only shard K of N (e.g. 2/4): a stable partition by scenario name,
+    /// for spreading a suite over CI runners
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(u64, u64)>,
     /// Count a skipped scenario as a failure, and a vacuous one under --control
     #[arg(long)]
     strict: bool,
@@ -141,11 +149,25 @@ pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
         Command::Validate { paths } => cmd_validate(&paths),
         Command::List { paths } => cmd_list(&paths),
         Command::Report {
-            file,
+            files,
             format,
             output,
             template,
-        } => cmd_report(&file, &format, output.as_deref(), template.as_deref()),
+        } => {
+            if files[0].as_os_str() == "merge" {
+                cmd_merge(&files[1..], output.as_deref())
+            } else if files.len() > 1 {
+                err(
+                    "render one report at a time, or `nslab report merge A.json B.json … -o ALL.json`",
+                );
+                EXIT_USAGE
+            } else if let Some(format) = format {
+                cmd_report(&files[0], &format, output.as_deref(), template.as_deref())
+            } else {
+                err("--format markdown|html|junit is needed to render a report");
+                EXIT_USAGE
+            }
+        }
         Command::Check { json, scenarios } => {
             let c = crate::doctor::check(&scenarios);
             if json {
@@ -307,6 +329,48 @@ fn read_template(path: Option<&std::path::Path>) -> Result<Option<String>, Strin
     .transpose()
 }
 
+fn load_report(file: &std::path::Path) -> Result<Report, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not an nslab report: {e}", file.display()))
+}
+
+fn cmd_merge(files: &[PathBuf], output: Option<&std::path::Path>) -> i32 {
+    if files.is_empty() {
+        err("nothing to merge: `nslab report merge A.json B.json … -o ALL.json`");
+        return EXIT_USAGE;
+    }
+    let mut reports = Vec::new();
+    for f in files {
+        match load_report(f) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                err(&e);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let merged = match report::merge(reports) {
+        Ok(m) => m,
+        Err(e) => {
+            err(&e);
+            return EXIT_USAGE;
+        }
+    };
+    let json = report::to_json(&merged);
+    match output {
+        None => print!("{json}"),
+        Some(o) => {
+            if let Err(e) = report::write_atomically(o, json.as_bytes()) {
+                err(&format!("cannot write {}: {e}", o.display()));
+                return EXIT_FAILED;
+            }
+        }
+    }
+    exit_status(&merged, false)
+}
+
 fn cmd_report(
     file: &std::path::Path,
     format: &str,
@@ -319,17 +383,10 @@ fn cmd_report(
         ));
         return EXIT_USAGE;
     };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            err(&format!("cannot read {}: {e}", file.display()));
-            return EXIT_USAGE;
-        }
-    };
-    let parsed: Report = match serde_json::from_str(&text) {
+    let parsed = match load_report(file) {
         Ok(r) => r,
         Err(e) => {
-            err(&format!("{} is not an nslab report: {e}", file.display()));
+            err(&e);
             return EXIT_USAGE;
         }
     };
@@ -454,6 +511,29 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     )
 }
 
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (k, n) = s.split_once('/').ok_or("write K/N, e.g. 1/4")?;
+    let (k, n): (u64, u64) = (
+        k.parse().map_err(|_| "K is not a number")?,
+        n.parse().map_err(|_| "N is not a number")?,
+    );
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("{k}/{n}: K must be from 1 to N"));
+    }
+    Ok((k, n))
+}
+
+/// FNV-1a: stable across runs, machines and Rust versions, unlike the
+/// standard library's hasher.
+pub fn shard_of(name: &str, n: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % n + 1
+}
+
 fn selected(s: &Scenario, filters: &[String]) -> bool {
     filters.is_empty()
         || filters.iter().any(|f| match f.strip_prefix("tag:") {
@@ -489,8 +569,15 @@ fn cmd_run(a: RunArgs) -> i32 {
     let Some(all) = load_all(&a.paths) else {
         return EXIT_USAGE;
     };
-    let scenarios: Vec<Scenario> = all.into_iter().filter(|s| selected(s, &a.filter)).collect();
-    if scenarios.is_empty() {
+    let scenarios: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| selected(s, &a.filter))
+        .filter(|s| a.shard.is_none_or(|(k, n)| shard_of(&s.name, n) == k))
+        .collect();
+    if scenarios.is_empty() && a.shard.is_some() {
+        // An empty shard is no error: a small suite spread over many runners.
+        eprintln!("nslab: no scenario falls in this shard");
+    } else if scenarios.is_empty() {
         err("no scenario matches the filter");
         return EXIT_USAGE;
     }
@@ -672,6 +759,29 @@ mod tests {
             exit_status(&changed, false),
             1,
             "a changed machine fails the run"
+        );
+    }
+
+    #[test]
+    fn shards_are_stable() {
+        // Fixed values: a change here moves scenarios between CI runners.
+        assert_eq!(
+            super::shard_of("netns-firewall", 4),
+            super::shard_of("netns-firewall", 4)
+        );
+        let counts = (0..1000).fold([0u32; 4], |mut c, i| {
+            c[(super::shard_of(&format!("s-{i}"), 4) - 1) as usize] += 1;
+            c
+        });
+        assert!(
+            counts.iter().all(|&c| (200..300).contains(&c)),
+            "{counts:?}"
+        );
+        assert_eq!(super::parse_shard("2/4"), Ok((2, 4)));
+        assert!(
+            super::parse_shard("0/4").is_err()
+                && super::parse_shard("5/4").is_err()
+                && super::parse_shard("x").is_err()
         );
     }
 

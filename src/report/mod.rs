@@ -301,3 +301,39 @@ pub fn to_json(report: &Report) -> String {
     s.push('\n');
     s
 }
+
+/// Joins the reports of shards into one: scenarios in the order given, a
+/// new summary, the earliest start, and the machine called unchanged only
+/// if every shard said so.
+pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
+    let mut it = reports.into_iter();
+    let mut all = it.next().ok_or("no reports to merge")?;
+    let mut seen: std::collections::HashSet<String> =
+        all.scenarios.iter().map(|s| s.name.clone()).collect();
+    for r in it {
+        if r.schema != all.schema {
+            return Err(format!("cannot merge {} with {}", r.schema, all.schema));
+        }
+        for s in r.scenarios {
+            if !seen.insert(s.name.clone()) {
+                return Err(format!("scenario `{}` is in more than one report", s.name));
+            }
+            all.scenarios.push(s);
+        }
+        if r.started_at < all.started_at {
+            all.started_at = r.started_at;
+        }
+        // Shards run side by side; the longest is the suite's wall time.
+        all.duration_ms = all.duration_ms.max(r.duration_ms);
+        all.host_integrity.unchanged &= r.host_integrity.unchanged;
+        all.host_integrity
+            .differences
+            .extend(r.host_integrity.differences);
+        if let (Some(a), Some(b)) = (all.resources.as_mut(), r.resources) {
+            a.runner_peak_rss_kib = a.runner_peak_rss_kib.max(b.runner_peak_rss_kib);
+            a.children_peak_rss_kib = a.children_peak_rss_kib.max(b.children_peak_rss_kib);
+        }
+    }
+    all.summary = Summary::of(&all.scenarios);
+    Ok(all)
+}

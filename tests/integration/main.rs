@@ -1297,3 +1297,65 @@ fn hostile_files_are_refused_cleanly() {
         );
     }
 }
+
+// ---------- scaling out ----------
+
+/// Shards partition a suite (each scenario in exactly one), and merging
+/// their reports gives the whole suite's.
+#[test]
+fn shards_partition_the_suite_and_merge_back() {
+    require_lab!();
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut names = Vec::new();
+    let mut files = Vec::new();
+    for k in 1..=3 {
+        let f = dir.path().join(format!("s{k}.json"));
+        nslab()
+            .args(["run", "scenarios", "--shard", &format!("{k}/3"), "--report"])
+            .arg(&f)
+            .assert()
+            .code(0);
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        names.extend(
+            r["scenarios"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_owned()),
+        );
+        files.push(f);
+    }
+    let all = dir.path().join("all.json");
+    nslab()
+        .args(["report", "merge"])
+        .args(&files)
+        .arg("-o")
+        .arg(&all)
+        .assert()
+        .code(0);
+    let merged: Value = serde_json::from_str(&std::fs::read_to_string(&all).unwrap()).unwrap();
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len(), "no scenario in two shards");
+    assert_eq!(merged["summary"]["total"], names.len());
+    assert_eq!(merged["summary"]["passed"], names.len());
+    let listed = nslab().args(["list", "scenarios"]).output().unwrap();
+    assert_eq!(
+        names.len(),
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        "every scenario is in some shard"
+    );
+    nslab()
+        .args(["report", "merge"])
+        .arg(&files[0])
+        .arg(&files[0])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("more than one report"));
+    nslab()
+        .args(["run", "scenarios", "--shard", "4/3"])
+        .assert()
+        .code(2);
+}
