@@ -1357,3 +1357,22 @@ mod tests {
         assert_eq!(parse_size("lots"), None);
     }
 }
+
+#[cfg(test)]
+mod corpus {
+    /// The fuzzer's corpus (`fuzz/corpus/loader`), replayed on every test
+    /// run: whatever the inputs, the loader refuses or accepts, never panics.
+    #[test]
+    fn fuzz_corpus_never_panics() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/loader");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("the corpus is in the repository").flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let _ = super::load_str("c.yaml", std::path::Path::new("c.yaml"), text);
+            }
+            n += 1;
+        }
+        assert!(n > 100, "only {n} corpus files");
+    }
+}
