@@ -1232,7 +1232,7 @@ fn clean_yaml_message(m: &str) -> String {
     if let Some(rest) = m.split("budget breached: ").nth(1) {
         let what = rest.split([' ', '{']).next().unwrap_or("");
         let limit = match what {
-            "Depth" => "nesting deeper than 64 levels",
+            "Depth" => "nesting deeper than 24 levels",
             "Nodes" => "more than 100000 values (after expanding aliases)",
             "Aliases" => "more than 1000 aliases",
             "Anchors" => "more than 1000 anchors",

@@ -167,7 +167,7 @@ pub fn pos(n: &Spanned<Node>) -> Pos {
 pub fn parse(src: &str) -> Result<Spanned<Node>, serde_saphyr::Error> {
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
-            max_depth: 64,
+            max_depth: 24,
             max_aliases: 1000,
             max_anchors: 1000,
             max_events: 200_000,
