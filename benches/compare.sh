@@ -24,8 +24,7 @@ cat > "$W/shell30.sh" <<'SH'
 # The same work by hand: a five-namespace sandbox, then 30 commands in it.
 unshare --fork --pid --mount-proc --net --uts --ipc --mount sleep 1000 &
 U=$!
-while [ -z "$(cat /proc/$U/task/$U/children 2>/dev/null)" ]; do :; done
-P=$(cat /proc/$U/task/$U/children)
+until P=$(cat /proc/$U/task/$U/children 2>/dev/null) && [ -n "$P" ]; do sleep 0.001; done
 for i in $(seq 30); do nsenter -t "$P" -n -p -u -i -m true; done
 kill -9 "$P"; wait 2>/dev/null || true
 SH
@@ -58,8 +57,8 @@ for i in $(seq 40); do
 done
 echo; echo "## 40 scenarios, --jobs 1 against --jobs 2"
 hyperfine -N --warmup 1 --runs 10 --export-markdown "$W/t3.md" \
-  -n "--jobs 1" "$NSLAB run $W/forty --jobs 1 --report $W/r.json" \
-  -n "--jobs 2" "$NSLAB run $W/forty --jobs 2 --report $W/r.json" >/dev/null
+  -n "jobs=1" "$NSLAB run $W/forty --jobs 1 --report $W/r.json" \
+  -n "jobs=2" "$NSLAB run $W/forty --jobs 2 --report $W/r.json" >/dev/null
 cat "$W/t3.md"
 
 # 4. A generated suite of 250, 500 and 1000 scenarios: time and memory.

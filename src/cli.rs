@@ -594,7 +594,12 @@ fn cmd_run(a: RunArgs) -> i32 {
     let offer = crate::runner::machine_offer(&machine);
     let started_at = crate::env::rfc3339(SystemTime::now());
     let t0 = Instant::now();
-    if let Some(layout) = crate::sandbox::cgroup::detect_here() {
+    // Folders of killed runs are swept by the next run that makes cgroups.
+    if scenarios
+        .iter()
+        .any(|s| s.sandboxes.iter().any(|b| !b.limits.is_empty()))
+        && let Some(layout) = crate::sandbox::cgroup::detect_here()
+    {
         crate::sandbox::cgroup::sweep_stale(&layout);
     }
     let before = crate::integrity::snapshot();
@@ -603,76 +608,106 @@ fn cmd_run(a: RunArgs) -> i32 {
     } else {
         Box::new(std::io::stdout())
     });
-    let results = crate::suite::run_all(&scenarios, &offer, jobs, a.control, &mut |r| {
-        let _ = write!(human, "{}", report::terminal::scenario_line(r));
+    let environment = Environment {
+        kernel: machine.kernel.clone(),
+        arch: machine.arch.clone(),
+        uid: machine.uid,
+        mode: if machine.is_root() {
+            "root"
+        } else {
+            "rootless"
+        }
+        .into(),
+        hostname: machine.hostname.clone(),
+        output_cap_bytes: crate::sandbox::OUTPUT_CAP,
+    };
+    let metadata = Metadata {
+        title: a.title,
+        author: a.author,
+        course: a.course,
+    };
+    let report_path = std::path::PathBuf::from(&a.report);
+    let mut writer = match report::stream::ReportWriter::create(
+        (!to_stdout).then_some(report_path.as_path()),
+        &started_at,
+        &environment,
+        &metadata,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            err(&format!("cannot write the report to {}: {e}", a.report));
+            return EXIT_FAILED;
+        }
+    };
+    let mut write_error = None;
+    crate::suite::run_all(&scenarios, &offer, jobs, a.control, &mut |r| {
+        let _ = write!(human, "{}", report::terminal::scenario_line(&r));
         let _ = human.flush();
+        if let Err(e) = writer.scenario(&r) {
+            write_error.get_or_insert(e);
+        }
     });
     let after = crate::integrity::snapshot();
     let differences = crate::integrity::differences(&before, &after);
-    let report = Report {
-        schema: report::SCHEMA.into(),
-        nslab_version: env!("CARGO_PKG_VERSION").into(),
-        started_at,
-        duration_ms: (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0,
-        environment: Environment {
-            kernel: machine.kernel.clone(),
-            arch: machine.arch.clone(),
-            uid: machine.uid,
-            mode: if machine.is_root() {
-                "root"
-            } else {
-                "rootless"
-            }
-            .into(),
-            hostname: machine.hostname.clone(),
-            output_cap_bytes: crate::sandbox::OUTPUT_CAP,
-        },
-        metadata: Metadata {
-            title: a.title,
-            author: a.author,
-            course: a.course,
-        },
-        summary: Summary::of(&results),
-        scenarios: results,
-        resources: Some(peak_rss()),
-        host_integrity: HostIntegrity {
-            unchanged: differences.is_empty(),
-            checked: crate::integrity::CHECKED
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            differences,
-        },
+    let host_integrity = HostIntegrity {
+        unchanged: differences.is_empty(),
+        checked: crate::integrity::CHECKED
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        differences,
     };
-    let json = report::to_json(&report);
-    if to_stdout {
-        print!("{json}");
-    } else if let Err(e) =
-        report::write_atomically(std::path::Path::new(&a.report), json.as_bytes())
-    {
-        err(&format!("cannot write the report to {}: {e}", a.report));
-        return EXIT_FAILED;
+    let summary = writer.summary.clone();
+    let vacuous = writer.vacuous;
+    let duration_ms = (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0;
+    let finished = match write_error {
+        Some(e) => Err(e),
+        None => writer.finish(duration_ms, &host_integrity, &peak_rss()),
+    };
+    let in_memory = match finished {
+        Ok(m) => m,
+        Err(e) => {
+            err(&format!("cannot write the report to {}: {e}", a.report));
+            return EXIT_FAILED;
+        }
+    };
+    if let Some(json) = &in_memory {
+        let _ = std::io::stdout().write_all(json);
     }
     // Renderings go beside the JSON report (under reports/ when it went to
-    // stdout), with the same name and their own extension.
+    // stdout), with the same name and their own extension. They need the
+    // whole report, read back from what was written.
     let base = if to_stdout {
         std::path::PathBuf::from("reports/report.json")
     } else {
-        std::path::PathBuf::from(&a.report)
+        report_path.clone()
     };
     let mut written = Vec::new();
-    for f in formats {
-        let path = base.with_extension(f.extension());
-        let res = report::render::render(&report, f, template.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|out| {
-                report::write_atomically(&path, out.as_bytes()).map_err(|e| e.to_string())
-            });
-        match res {
-            Ok(()) => written.push(path.display().to_string()),
+    if !formats.is_empty() {
+        let full: Result<Report, String> = match &in_memory {
+            Some(json) => serde_json::from_slice(json).map_err(|e| e.to_string()),
+            None => load_report(&report_path),
+        };
+        let full = match full {
+            Ok(r) => r,
             Err(e) => {
-                err(&format!("cannot write {}: {e}", path.display()));
+                err(&format!("cannot read the report back: {e}"));
                 return EXIT_FAILED;
+            }
+        };
+        for f in formats {
+            let path = base.with_extension(f.extension());
+            let res = report::render::render(&full, f, template.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|out| {
+                    report::write_atomically(&path, out.as_bytes()).map_err(|e| e.to_string())
+                });
+            match res {
+                Ok(()) => written.push(path.display().to_string()),
+                Err(e) => {
+                    err(&format!("cannot write {}: {e}", path.display()));
+                    return EXIT_FAILED;
+                }
             }
         }
     }
@@ -685,12 +720,12 @@ fn cmd_run(a: RunArgs) -> i32 {
     let _ = writeln!(
         human,
         "{}",
-        report::terminal::summary_line(&report, shown.as_deref())
+        report::terminal::summary_line(&summary, duration_ms, &host_integrity, shown.as_deref())
     );
     if let Some(sig) = crate::sandbox::interrupt::caught() {
         return crate::sandbox::interrupt::exit_status(sig);
     }
-    exit_status(&report, a.strict)
+    exit_status_of(&summary, vacuous, host_integrity.unchanged, a.strict)
 }
 
 fn peak_rss() -> report::Resources {
@@ -705,14 +740,22 @@ fn peak_rss() -> report::Resources {
 /// 0 when every scenario passed (skips allowed unless strict, and vacuous
 /// controls too), 1 otherwise or when the real machine changed.
 pub fn exit_status(report: &Report, strict: bool) -> i32 {
-    let s = &report.summary;
     let vacuous = report
         .scenarios
         .iter()
         .filter(|s| s.control.as_ref().is_some_and(|c| c.vacuous))
         .count();
+    exit_status_of(
+        &report.summary,
+        vacuous,
+        report.host_integrity.unchanged,
+        strict,
+    )
+}
+
+pub fn exit_status_of(s: &Summary, vacuous: usize, unchanged: bool, strict: bool) -> i32 {
     let bad = s.failed + s.errored + if strict { s.skipped + vacuous } else { 0 };
-    if bad > 0 || !report.host_integrity.unchanged {
+    if bad > 0 || !unchanged {
         EXIT_FAILED
     } else {
         EXIT_OK

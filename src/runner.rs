@@ -71,6 +71,7 @@ fn empty_report(s: &Scenario, verdict: Verdict, reason: Option<String>) -> Scena
         verdict,
         reason,
         duration_ms: 0.0,
+        setup_ms: None,
         lab_hostname: None,
         lab_namespaces: BTreeMap::new(),
         sandboxes: Vec::new(),
@@ -300,6 +301,7 @@ fn run_lab(
     let Some(mut lab) = build_lab(s, spec, deadline, &mut report) else {
         return report;
     };
+    report.setup_ms = Some(ms(started.elapsed()));
     let names: Vec<String> = lab.context_names().to_vec();
     let mut failed = false;
     let mut errored: Option<String> = None;

@@ -3,6 +3,7 @@
 pub mod junit;
 pub mod render;
 pub mod schema;
+pub mod stream;
 pub mod terminal;
 
 use schemars::JsonSchema;
@@ -123,6 +124,9 @@ pub struct ScenarioReport {
     pub verdict: Verdict,
     pub reason: Option<String>,
     pub duration_ms: f64,
+    /// Of which building the lab, its sandboxes and links took this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_ms: Option<f64>,
     /// The lab host's hostname when the scenario started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab_hostname: Option<String>,
@@ -274,6 +278,8 @@ pub struct HostIntegrity {
 }
 
 /// Writes beside the target and renames, so a reader never sees half a file.
+/// Not fsynced: rename is what makes it atomic, and a flush to disk cost
+/// more than a whole lab on this kind of machine.
 pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -287,7 +293,6 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if res.is_err() {

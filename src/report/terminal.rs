@@ -1,7 +1,7 @@
 //! What a person sees in the terminal: a line per scenario, and for each
 //! failure the step, the command, expected against actual, and the output.
 
-use super::{Report, ScenarioReport, StepVerdict, Verdict};
+use super::{ScenarioReport, StepVerdict, Verdict};
 use anstyle::{AnsiColor, Style};
 use std::fmt::Write;
 
@@ -145,21 +145,25 @@ pub fn scenario_line(s: &ScenarioReport) -> String {
     out
 }
 
-pub fn summary_line(r: &Report, report_path: Option<&str>) -> String {
-    let s = &r.summary;
+pub fn summary_line(
+    s: &super::Summary,
+    duration_ms: f64,
+    integrity: &super::HostIntegrity,
+    report_path: Option<&str>,
+) -> String {
     let mut out = format!(
         "{} passed, {} failed, {} skipped, {} errored in {:.0} ms",
-        s.passed, s.failed, s.skipped, s.errored, r.duration_ms
+        s.passed, s.failed, s.skipped, s.errored, duration_ms
     );
     if let Some(p) = report_path {
         let _ = write!(out, "; report: {p}");
     }
-    if !r.host_integrity.unchanged {
+    if !integrity.unchanged {
         let _ = write!(
             out,
             "\n{} {}",
             paint(RED, "the real machine changed during the run:"),
-            r.host_integrity.differences.join("; ")
+            integrity.differences.join("; ")
         );
     }
     out

@@ -225,6 +225,12 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
             exit_now(126);
         }
         reset_signals_for_exec();
+        // A command with no shell syntax runs directly, saving the shell's
+        // start-up; if that fails (not found, not executable) the shell runs
+        // it after all, so errors read as the shell's own.
+        if let Some(argv) = simple_argv(command) {
+            let _ = nix::unistd::execvp(&argv[0], &argv);
+        }
         let sh = c"/bin/sh";
         let _ = nix::unistd::execv(sh, &[c"sh", c"-c", cmd.as_c_str()]);
         eprintln!("nslab: cannot execute /bin/sh");
@@ -307,6 +313,27 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
     }
 }
 
+/// The words of a command that `sh -c` would run as one plain program:
+/// nothing to expand, quote, redirect or combine, and no builtin whose
+/// effect differs from the program of the same name.
+pub fn simple_argv(command: &str) -> Option<Vec<CString>> {
+    const BUILTINS: &[&str] = &[
+        "cd", "exit", "export", "set", "unset", ".", "source", "exec", "eval", "read", "ulimit",
+        "umask", "wait", "trap", "alias", "unalias", "type", "hash", "command", "times", "shift",
+        "return", "break", "continue", "local", "readonly", "getopts", "jobs", "fg", "bg",
+    ];
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:,@%+=".contains(c);
+    let words: Vec<&str> = command.split(' ').filter(|w| !w.is_empty()).collect();
+    let first = words.first()?;
+    if !command.chars().all(|c| c == ' ' || plain(c))
+        || BUILTINS.contains(first)
+        || first.contains('=')
+    {
+        return None;
+    }
+    words.iter().map(|w| CString::new(*w).ok()).collect()
+}
+
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -347,6 +374,49 @@ fn kill_step(root: Pid, agent: i32, before: &[i32]) {
         }
         for pid in alive {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::simple_argv;
+
+    #[test]
+    fn only_plain_commands_skip_the_shell() {
+        let words = |c: &str| {
+            simple_argv(c).map(|v| {
+                v.iter()
+                    .map(|s| s.to_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(words("true"), Some(vec!["true".to_owned()]));
+        assert_eq!(
+            words("ip netns add  mynetns"),
+            Some(vec![
+                "ip".into(),
+                "netns".into(),
+                "add".into(),
+                "mynetns".into()
+            ])
+        );
+        for shell in [
+            "echo $HOME",
+            "a | b",
+            "x > f",
+            "cd /tmp",
+            "exit 3",
+            "A=1 env",
+            "ls *",
+            "echo 'q'",
+            "a && b",
+            "sleep 1 &",
+            "echo \\n",
+            "a;b",
+            "(true)",
+        ] {
+            assert_eq!(words(shell), None, "{shell} needs the shell");
         }
     }
 }

@@ -1366,7 +1366,10 @@ mod corpus {
     fn fuzz_corpus_never_panics() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/loader");
         let mut n = 0;
-        for e in std::fs::read_dir(&dir).expect("the corpus is in the repository").flatten() {
+        for e in std::fs::read_dir(&dir)
+            .expect("the corpus is in the repository")
+            .flatten()
+        {
             let bytes = std::fs::read(e.path()).unwrap();
             if let Ok(text) = std::str::from_utf8(&bytes) {
                 let _ = super::load_str("c.yaml", std::path::Path::new("c.yaml"), text);

@@ -388,6 +388,7 @@ fn report_snapshot() {
         ".nslab_version" => "[version]",
         ".resources" => "[resources]",
         ".scenarios[].duration_ms" => "[ms]",
+        ".scenarios[].setup_ms" => "[ms]",
         ".scenarios[].steps[].observations[].duration_ms" => "[ms]",
     });
 }
@@ -1311,12 +1312,9 @@ fn shards_partition_the_suite_and_merge_back() {
     let mut files = Vec::new();
     for k in 1..=3 {
         let f = dir.path().join(format!("s{k}.json"));
-        nslab()
-            .args(["run", "scenarios", "--shard", &format!("{k}/3"), "--report"])
-            .arg(&f)
-            .assert()
-            .code(0);
+        let out = nslab().args(["run", "scenarios", "--shard", &format!("{k}/3"), "--report"]).arg(&f).output().unwrap();
         let r: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}\n{:#}", String::from_utf8_lossy(&out.stdout), r["host_integrity"]);
         names.extend(
             r["scenarios"]
                 .as_array()
