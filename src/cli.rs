@@ -566,6 +566,11 @@ fn cmd_run(a: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    if !formats.is_empty() && a.report != "-" && report::is_special(std::path::Path::new(&a.report))
+    {
+        err("--format writes beside the JSON report, so --report must name a file (or `-`)");
+        return EXIT_USAGE;
+    }
     let Some(all) = load_all(&a.paths) else {
         return EXIT_USAGE;
     };

@@ -171,6 +171,32 @@ fn make_cgroups(s: &Scenario, spec: &mut crate::sandbox::LabSpec) -> Result<Cgro
     Ok(made)
 }
 
+/// Which namespaces a sandbox really has of its own (inodes that differ
+/// from the lab host's), what it asked for (with what that implies), and,
+/// when the two differ, why that is an error: isolation is checked, never
+/// assumed.
+pub fn isolation(
+    lab: &std::collections::BTreeMap<String, u64>,
+    sandbox: &std::collections::BTreeMap<String, u64>,
+    asked: crate::ns::NsSet,
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let isolated: Vec<String> = Ns::ALL
+        .iter()
+        .map(|n| n.word())
+        .filter(|w| sandbox.get(*w) != lab.get(*w))
+        .map(str::to_owned)
+        .collect();
+    let requested: Vec<String> = asked.words().into_iter().map(str::to_owned).collect();
+    let mismatch = (isolated != requested).then(|| {
+        format!(
+            "asked for new [{}] namespaces but [{}] differ from the lab host's",
+            requested.join(", "),
+            isolated.join(", ")
+        )
+    });
+    (isolated, requested, mismatch)
+}
+
 /// Builds the lab, gathers the namespace evidence and hostnames into the
 /// report, and makes the links. `None` (with the report saying why) when
 /// any of it fails.
@@ -226,26 +252,10 @@ fn build_lab(
     report.lab_hostname = hostnames[0].clone();
     for (i, sb) in spec.sandboxes.iter().enumerate() {
         let mine = &inodes[i + 1];
-        let isolated: Vec<String> = Ns::ALL
-            .iter()
-            .map(|n| n.word())
-            .filter(|w| mine.get(*w) != inodes[0].get(*w))
-            .map(str::to_owned)
-            .collect();
-        let requested: Vec<String> = sb
-            .namespaces
-            .words()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        if isolated != requested {
+        let (isolated, requested, mismatch) = isolation(&inodes[0], mine, sb.namespaces);
+        if let Some(why) = mismatch {
             report.verdict = Verdict::Errored;
-            report.reason = Some(format!(
-                "sandbox `{}`: asked for new [{}] namespaces but [{}] differ from the lab host's",
-                sb.name,
-                requested.join(", "),
-                isolated.join(", ")
-            ));
+            report.reason = Some(format!("sandbox `{}`: {why}", sb.name));
         }
         report.sandboxes.push(SandboxReport {
             name: sb.name.clone(),
@@ -679,5 +689,37 @@ impl Drop for Session {
         // The lab's processes first, then the cgroups they were in.
         drop(self.lab.take());
         remove_cgroups(std::mem::take(&mut self.cgroups));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::isolation;
+    use crate::ns::{Ns, NsSet};
+    use std::collections::BTreeMap;
+
+    fn inodes(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn isolation_is_checked_against_the_inodes() {
+        let lab = inodes(&[("mount", 1), ("pid", 2), ("uts", 3)]);
+        let asked = NsSet::empty().with(Ns::Pid).with_implied();
+        let ok = inodes(&[("mount", 11), ("pid", 12), ("uts", 3)]);
+        let (iso, req, bad) = isolation(&lab, &ok, asked);
+        assert_eq!((iso.clone(), bad), (req, None));
+        assert_eq!(iso, ["mount", "pid"]);
+        // A sandbox that silently shares what it asked for is an error.
+        let shared = inodes(&[("mount", 11), ("pid", 2), ("uts", 3)]);
+        assert!(
+            isolation(&lab, &shared, asked)
+                .2
+                .unwrap()
+                .contains("[mount, pid] namespaces but [mount]")
+        );
+        // And so is one isolated beyond what it asked for.
+        let extra = inodes(&[("mount", 11), ("pid", 12), ("uts", 13)]);
+        assert!(isolation(&lab, &extra, asked).2.is_some());
     }
 }

@@ -26,3 +26,33 @@ pub fn take(target: &str) -> Result<Value, String> {
         .map_err(|_| format!("{target:?} is not ADDRESS:PORT"))?;
     classify(TcpStream::connect_timeout(&addr, REACH_TIMEOUT)).map(|s| json!(s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::classify;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn connect_outcomes() {
+        assert_eq!(
+            classify(Err(Error::from(ErrorKind::ConnectionRefused))),
+            Ok("closed")
+        );
+        assert_eq!(
+            classify(Err(Error::from(ErrorKind::TimedOut))),
+            Ok("filtered")
+        );
+        assert_eq!(
+            classify(Err(Error::from_raw_os_error(libc::ENETUNREACH))),
+            Ok("unreachable")
+        );
+        assert_eq!(
+            classify(Err(Error::from_raw_os_error(libc::EHOSTUNREACH))),
+            Ok("unreachable")
+        );
+        assert!(classify(Err(Error::from_raw_os_error(libc::EPERM))).is_err());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = std::net::TcpStream::connect(l.local_addr().unwrap());
+        assert_eq!(classify(open), Ok("open"));
+    }
+}

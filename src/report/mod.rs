@@ -281,6 +281,13 @@ pub struct HostIntegrity {
 /// Not fsynced: rename is what makes it atomic, and a flush to disk cost
 /// more than a whole lab on this kind of machine.
 pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if is_special(path) {
+        use std::io::Write;
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(data);
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -299,6 +306,12 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Whether a path names something other than a regular file (a device, a
+/// pipe): such a target is written in place, never replaced by a rename.
+pub fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 pub fn to_json(report: &Report) -> String {

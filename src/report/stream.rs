@@ -15,6 +15,9 @@ enum Sink {
         dest: PathBuf,
         f: io::BufWriter<std::fs::File>,
     },
+    /// A device or pipe (`/dev/null`, `/dev/stdout`, a FIFO): written in
+    /// place, since renaming over it would replace it with a file.
+    Special(io::BufWriter<std::fs::File>),
     Memory(Vec<u8>),
 }
 
@@ -41,6 +44,9 @@ impl ReportWriter {
     ) -> io::Result<Self> {
         let sink = match dest {
             None => Sink::Memory(Vec::new()),
+            Some(dest) if super::is_special(dest) => Sink::Special(io::BufWriter::new(
+                std::fs::OpenOptions::new().write(true).open(dest)?,
+            )),
             Some(dest) => {
                 if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
@@ -78,7 +84,7 @@ impl ReportWriter {
 
     fn write(&mut self, b: &[u8]) -> io::Result<()> {
         match &mut self.sink {
-            Sink::File { f, .. } => f.write_all(b),
+            Sink::File { f, .. } | Sink::Special(f) => f.write_all(b),
             Sink::Memory(v) => {
                 v.extend_from_slice(b);
                 Ok(())
@@ -121,6 +127,7 @@ impl ReportWriter {
         self.write(tail.as_bytes())?;
         match std::mem::replace(&mut self.sink, Sink::Memory(Vec::new())) {
             Sink::Memory(v) => Ok(Some(v)),
+            Sink::Special(mut f) => f.flush().map(|()| None),
             Sink::File { tmp, dest, f } => {
                 let res = f
                     .into_inner()

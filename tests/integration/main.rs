@@ -464,6 +464,32 @@ fn sigkill_at_any_moment_leaves_nothing_behind() {
         .lines()
         .count();
     assert_eq!(mounts_before, mounts_after);
+    // A killed nslab cannot remove the cgroups it made; the next run that
+    // makes cgroups sweeps those whose nslab is gone.
+    let sweep = tempfile::tempdir().unwrap();
+    nslab()
+        .args(["run", "scenarios/cgroup.yaml", "--report"])
+        .arg(sweep.path().join("r.json"))
+        .assert()
+        .code(0);
+    let stale: Vec<String> = ["pids", "memory", "cpu", "unified"]
+        .iter()
+        .flat_map(|c| {
+            std::fs::read_dir(format!("/sys/fs/cgroup/{c}"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .chain(
+            std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten(),
+        )
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("nslab-") && n.ends_with("-kill-me"))
+        .collect();
+    assert!(stale.is_empty(), "stale cgroups: {stale:?}");
 }
 
 #[test]
@@ -1312,9 +1338,19 @@ fn shards_partition_the_suite_and_merge_back() {
     let mut files = Vec::new();
     for k in 1..=3 {
         let f = dir.path().join(format!("s{k}.json"));
-        let out = nslab().args(["run", "scenarios", "--shard", &format!("{k}/3"), "--report"]).arg(&f).output().unwrap();
+        let out = nslab()
+            .args(["run", "scenarios", "--shard", &format!("{k}/3"), "--report"])
+            .arg(&f)
+            .output()
+            .unwrap();
         let r: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}\n{:#}", String::from_utf8_lossy(&out.stdout), r["host_integrity"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{:#}",
+            String::from_utf8_lossy(&out.stdout),
+            r["host_integrity"]
+        );
         names.extend(
             r["scenarios"]
                 .as_array()
@@ -1356,4 +1392,30 @@ fn shards_partition_the_suite_and_merge_back() {
         .args(["run", "scenarios", "--shard", "4/3"])
         .assert()
         .code(2);
+}
+
+/// A report sent to a device or a pipe is written into it, never renamed
+/// over it (which would replace /dev/null with a file).
+#[test]
+fn reports_to_a_pipe_are_written_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    nslab()
+        .args(["run", "tests/fixtures/pass/skip.yaml", "--report"])
+        .arg(&fifo)
+        .assert()
+        .code(0);
+    let text = reader.join().unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["summary"]["skipped"], 1);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata(&fifo).unwrap().file_type().is_fifo(),
+        "the pipe is still a pipe"
+    );
 }
