@@ -111,14 +111,7 @@ pub fn parse_ack(buf: &[u8]) -> Result<(), nix::errno::Errno> {
 /// The name of an interface's root queueing discipline; `noop` until the
 /// kernel has activated the device.
 pub fn qdisc(index: u32) -> Result<String, String> {
-    let sock = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )
-    .map_err(|e| format!("netlink socket: {e}"))?;
-    bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|e| format!("netlink bind: {e}"))?;
+    let sock = route_socket()?;
     let mut body = vec![0u8; 16];
     body[4..8].copy_from_slice(&(index as i32).to_ne_bytes());
     let mut m = message(RTM_GETLINK, 0, &body);
@@ -150,7 +143,7 @@ pub fn parse_qdisc(buf: &[u8]) -> Option<String> {
     None
 }
 
-fn talk(req: &[u8]) -> Result<(), String> {
+fn route_socket() -> Result<OwnedFd, String> {
     let sock = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -159,6 +152,11 @@ fn talk(req: &[u8]) -> Result<(), String> {
     )
     .map_err(|e| format!("netlink socket: {e}"))?;
     bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(|e| format!("netlink bind: {e}"))?;
+    Ok(sock)
+}
+
+fn talk(req: &[u8]) -> Result<(), String> {
+    let sock = route_socket()?;
     send(sock.as_raw_fd(), req, MsgFlags::empty()).map_err(|e| format!("netlink send: {e}"))?;
     let mut buf = vec![0u8; 8192];
     let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty())

@@ -185,14 +185,7 @@ fn lab_init(spec: &LabSpec, sandbox_ends: Vec<UnixStream>, go_r: OwnedFd) -> Res
     }
     drop(go_r);
     // Nothing mounted in the lab may propagate back to the real machine.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making / private: {e}"))?;
+    make_root_private()?;
     mount_fresh_proc()?;
     // A fresh sysfs shows the lab's own interfaces; it hides the host's
     // /sys/fs/cgroup, which nslab manages from outside.
@@ -240,6 +233,19 @@ fn lab_init(spec: &LabSpec, sandbox_ends: Vec<UnixStream>, go_r: OwnedFd) -> Res
         spawn_sandbox(sb, end)?;
     }
     Ok(())
+}
+
+/// Mounts copied into a new mount namespace keep their propagation; made
+/// private, none of them carries a mount back out.
+fn make_root_private() -> Result<(), String> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / private: {e}"))
 }
 
 fn mount_fresh_proc() -> Result<(), String> {
@@ -400,14 +406,7 @@ fn agent_setup(sb: &SandboxSpec) -> Result<(), String> {
     // Orphaned daemons come back to the agent, where a timeout can find them.
     let _ = prctl::set_child_subreaper(true);
     if ns.contains(Ns::Mount) {
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| format!("making / private: {e}"))?;
+        make_root_private()?;
     }
     if ns.contains(Ns::Pid) {
         mount_fresh_proc()?;

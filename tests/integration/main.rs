@@ -472,23 +472,7 @@ fn sigkill_at_any_moment_leaves_nothing_behind() {
         .arg(sweep.path().join("r.json"))
         .assert()
         .code(0);
-    let stale: Vec<String> = ["pids", "memory", "cpu", "unified"]
-        .iter()
-        .flat_map(|c| {
-            std::fs::read_dir(format!("/sys/fs/cgroup/{c}"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .chain(
-            std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten(),
-        )
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("nslab-") && n.ends_with("-kill-me"))
-        .collect();
+    let stale = nslab_cgroups("kill-me");
     assert!(stale.is_empty(), "stale cgroups: {stale:?}");
 }
 
@@ -1253,23 +1237,7 @@ fn cgroup_limits_are_enforced_and_reported() {
         "a loop held to 0.2 CPU for 1 s is throttled most of it: {cpu} ms"
     );
     assert_eq!(steps[0]["observations"][0]["limits"]["oom_kills"], 1);
-    let leftover: Vec<String> = ["pids", "memory", "cpu"]
-        .iter()
-        .flat_map(|c| {
-            std::fs::read_dir(format!("/sys/fs/cgroup/{c}"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .chain(
-            std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten(),
-        )
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("nslab-") && n.ends_with("-limits"))
-        .collect();
+    let leftover = nslab_cgroups("limits");
     assert!(leftover.is_empty(), "cgroups left behind: {leftover:?}");
 }
 

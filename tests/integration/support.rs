@@ -108,3 +108,28 @@ pub fn step_verdicts(report: &serde_json::Value) -> Vec<String> {
 pub fn rel(p: &Path) -> String {
     p.strip_prefix(root()).unwrap_or(p).display().to_string()
 }
+
+/// cgroup folders nslab made (`nslab-PID-SCENARIO`) for a scenario, found
+/// anywhere in the cgroup tree (nslab makes them beneath its own cgroup).
+pub fn nslab_cgroups(scenario: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, scenario: &str, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("nslab-") && name.ends_with(&format!("-{scenario}")) {
+                out.push(p);
+            } else if depth > 0 {
+                walk(&p, depth - 1, scenario, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), 5, scenario, &mut out);
+    out
+}
