@@ -221,6 +221,12 @@ fn cmd_shell(path: &std::path::Path, context: &str, after: usize) -> i32 {
         ));
         return EXIT_USAGE;
     }
+    // Ctrl-C belongs to the shell (the terminal is raw); SIGTERM and SIGHUP
+    // end the session cleanly.
+    if let Err(e) = crate::sandbox::interrupt::install() {
+        err(&format!("cannot watch for signals: {e}"));
+        return EXIT_FAILED;
+    }
     let machine = Machine::read();
     let offer = crate::runner::offer_for(&s, &crate::runner::machine_offer(&machine));
     let mut session = match crate::runner::Session::open(&s, &offer) {
@@ -256,7 +262,10 @@ fn cmd_shell(path: &std::path::Path, context: &str, after: usize) -> i32 {
     match res {
         Ok(()) => {
             let _ = writeln!(out, "nslab: the lab is gone");
-            EXIT_OK
+            match crate::sandbox::interrupt::caught() {
+                Some(sig) => crate::sandbox::interrupt::exit_status(sig),
+                None => EXIT_OK,
+            }
         }
         Err(e) => {
             err(&e);

@@ -150,10 +150,18 @@ pub fn interact(lab: &mut Lab, ctx: usize, label: &str) -> Result<(), LabError> 
     let mut stdin_open = true;
     let mut buf = [0u8; 8192];
     loop {
+        // SIGTERM or SIGHUP (a closed terminal) end the session: the lab is
+        // torn down and this terminal restored on the way out.
+        if super::interrupt::check().is_some() {
+            return Ok(());
+        }
         let mut fds = vec![
             PollFd::new(master.as_fd(), PollFlags::POLLIN),
             PollFd::new(done_r.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(sfd) = super::interrupt::fd() {
+            fds.push(PollFd::new(sfd, PollFlags::POLLIN));
+        }
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
@@ -164,7 +172,8 @@ pub fn interact(lab: &mut Lab, ctx: usize, label: &str) -> Result<(), LabError> 
         let shell_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
         let stdin_ready = stdin_open
             && fds
-                .get(2)
+                .last()
+                .filter(|_| fds.len() > 2 + usize::from(super::interrupt::fd().is_some()))
                 .and_then(|f| f.revents())
                 .is_some_and(|r| !r.is_empty());
         if shell_gone && !master_ready {

@@ -1387,3 +1387,65 @@ fn reports_to_a_pipe_are_written_in_place() {
         "the pipe is still a pipe"
     );
 }
+
+/// SIGTERM to `nslab shell` ends the session: the lab goes, and with it
+/// whatever the shell started.
+#[test]
+fn shell_ends_cleanly_on_sigterm() {
+    require_lab!();
+    require_root!();
+    if !have("script") {
+        skip("script is not installed (util-linux)");
+        return;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("nslab");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} shell scenarios/uts.yaml --in box --after 1",
+            bin.display()
+        ))
+        .arg("/dev/null")
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    {
+        use std::io::Write;
+        stdin.write_all(b"sleep 4246 &\n").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with("sleep 4246").is_empty() {
+        assert!(Instant::now() < deadline, "the shell never ran the command");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let shell = processes_with("shell scenarios/uts.yaml --in box --after 1");
+    let nslab_pid = shell
+        .iter()
+        .copied()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "nslab")
+        })
+        .expect("the nslab process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(nslab_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with("sleep 4246").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the shell's job outlived SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("nslab: the lab is gone"), "{text}");
+}
