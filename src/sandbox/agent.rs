@@ -213,11 +213,21 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
         // Its own session and process group, so the whole tree can be killed.
         let _ = nix::unistd::setsid();
         let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty());
-        if let Ok(null) = null {
-            let _ = nix::unistd::dup2_stdin(&null);
+        if let Ok(null) = &null {
+            let _ = nix::unistd::dup2_stdin(null);
         }
-        let _ = nix::unistd::dup2_stdout(&out_w);
-        let _ = nix::unistd::dup2_stderr(&err_w);
+        match (&null, background) {
+            // Nobody reads a background command's output: it goes to
+            // /dev/null, not to a pipe whose reader is gone (SIGPIPE).
+            (Ok(null), true) => {
+                let _ = nix::unistd::dup2_stdout(null);
+                let _ = nix::unistd::dup2_stderr(null);
+            }
+            _ => {
+                let _ = nix::unistd::dup2_stdout(&out_w);
+                let _ = nix::unistd::dup2_stderr(&err_w);
+            }
+        }
         if let Some(uid) = user
             && let Err(e) = switch_user(uid)
         {
@@ -239,7 +249,6 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
     drop(out_w);
     drop(err_w);
     if background {
-        // Its output goes nowhere; the pipes close with the read ends.
         return RunOutcome {
             pid: Some(child.as_raw()),
             duration_ms: ms(started.elapsed()),
