@@ -83,6 +83,10 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `nslab man > nslab.1`
+    Man,
     /// Print the JSON Schema (draft 2020-12) of scenario files or reports
     Schema {
         #[arg(value_parser = ["scenario", "report"])]
@@ -187,6 +191,21 @@ pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
             output,
             name,
         } => cmd_import(&transcript, output.as_deref(), name),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "nslab", &mut std::io::stdout());
+            EXIT_OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    err(&format!("cannot write the manual: {e}"));
+                    EXIT_FAILED
+                }
+            }
+        }
         Command::Schema { what } => {
             println!("{}", crate::report::schema::get(&what));
             EXIT_OK
@@ -478,6 +497,21 @@ fn cmd_validate(paths: &[PathBuf]) -> i32 {
         Some(list) => {
             for s in &list {
                 println!("ok  {}  ({})", s.file.display(), s.name);
+                // As goss does: say which assertions check nothing.
+                for st in s.steps.iter().filter(|st| {
+                    matches!(st.action, scenario::Action::Probe(_))
+                        && st.expect.value.is_none()
+                        && !st.expect.differ
+                        && !st.expect.same
+                }) {
+                    println!(
+                        "    note: {}:{}: step {} observes `{}` but checks nothing; add `expect`",
+                        s.file.display(),
+                        st.line,
+                        st.index,
+                        st.label()
+                    );
+                }
             }
             EXIT_OK
         }

@@ -1449,3 +1449,39 @@ fn shell_ends_cleanly_on_sigterm() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("nslab: the lab is gone"), "{text}");
 }
+
+#[test]
+fn completions_and_manual() {
+    nslab()
+        .args(["completions", "bash"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("_nslab()"));
+    nslab()
+        .args(["completions", "zsh"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("#compdef nslab"));
+    nslab()
+        .arg("man")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(".TH nslab 1"));
+}
+
+/// As goss does for assertions that check nothing: a probe step without
+/// `expect` is valid (it is shown in reports) but validate says so.
+#[test]
+fn validate_notes_probe_steps_that_check_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("observe.yaml");
+    std::fs::write(&f, "name: observe\nsteps:\n  - probe: hostname\n  - probe: pid\n    expect: { value: { equals: 1 } }\n").unwrap();
+    let out = nslab().arg("validate").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("observe.yaml:3: step 1 observes `probe hostname` but checks nothing"),
+        "{text}"
+    );
+    assert!(!text.contains("step 2"), "{text}");
+}
