@@ -858,6 +858,15 @@ fn subordinate_ids_let_uid_mapping_run_rootless() {
             return;
         }
     }
+    if !(std::path::Path::new("/etc/subuid").exists()
+        && std::path::Path::new("/etc/subgid").exists())
+    {
+        // The test binds its own files over these; it never creates them.
+        skip(
+            "/etc/subuid or /etc/subgid does not exist to bind over (Debian's login package makes them)",
+        );
+        return;
+    }
     let ids = tempfile::tempdir().unwrap();
     for f in ["subuid", "subgid"] {
         std::fs::write(ids.path().join(f), "nobody:200000:65536\n").unwrap();
