@@ -15,22 +15,18 @@ pub struct Command {
 fn split_prompt(line: &str) -> Option<&str> {
     let t = line.trim_start();
     let at = t.find('@')?;
-    let user = &t[..at];
-    if user.is_empty()
-        || !user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    {
+    // A user or host name: not empty, letters, digits and `_-.`.
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    };
+    if !name(&t[..at]) {
         return None;
     }
     let rest = &t[at + 1..];
     let colon = rest.find(':')?;
-    let host = &rest[..colon];
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    {
+    if !name(&rest[..colon]) {
         return None;
     }
     let after = &rest[colon + 1..];

@@ -950,6 +950,23 @@ fn check_detects_a_user_namespace_limit() {
 
 // ---------- teaching tools ----------
 
+/// `nslab shell scenarios/uts.yaml ARGS` on a pseudo-terminal (util-linux's
+/// `script`), with its input and output piped to the test.
+fn shell_under_pty(args: &str) -> std::process::Child {
+    let bin = assert_cmd::cargo::cargo_bin("nslab");
+    std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!("{} shell scenarios/uts.yaml {args}", bin.display()))
+        .arg("/dev/null")
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `nslab shell` under a pseudo-terminal (util-linux's `script`): the first
 /// N steps run, the shell is in the sandbox, and exiting it tears the lab
 /// down, background processes included.
@@ -961,21 +978,7 @@ fn shell_opens_in_a_sandbox_and_tears_down_on_exit() {
         skip("script is not installed (util-linux)");
         return;
     }
-    let bin = assert_cmd::cargo::cargo_bin("nslab");
-    let mut child = std::process::Command::new("script")
-        .args(["-qec"])
-        .arg(format!(
-            "{} shell scenarios/uts.yaml --in box --after 3",
-            bin.display()
-        ))
-        .arg("/dev/null")
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = shell_under_pty("--in box --after 3");
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -1407,20 +1410,7 @@ fn shell_ends_cleanly_on_sigterm() {
         skip("script is not installed (util-linux)");
         return;
     }
-    let bin = assert_cmd::cargo::cargo_bin("nslab");
-    let mut child = std::process::Command::new("script")
-        .args(["-qec"])
-        .arg(format!(
-            "{} shell scenarios/uts.yaml --in box --after 1",
-            bin.display()
-        ))
-        .arg("/dev/null")
-        .current_dir(root())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = shell_under_pty("--in box --after 1");
     let mut stdin = child.stdin.take().unwrap();
     {
         use std::io::Write;
