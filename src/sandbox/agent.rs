@@ -197,54 +197,15 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
     // Children the agent already has (background steps, earlier orphans):
     // any other that appears during this step came from it.
     let me = nix::unistd::getpid().as_raw();
-    let before: Vec<i32> = crate::probe::proc_table()
-        .iter()
-        .filter(|p| p.ppid == me)
-        .map(|p| p.pid)
-        .collect();
-    let child = match fork_process() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("fork: {e}")),
+    let before = children_of_this_agent(me);
+    let started_child = match user {
+        // A plain spawn cannot change identity: fork, switch, exec.
+        Some(uid) => fork_as(&cmd, uid, &out_w, &err_w, background),
+        None => spawn_command(command, &cmd, &out_w, &err_w, background),
     };
-    let Some(child) = child else {
-        // ---- child: becomes `sh -c COMMAND` ----
-        drop(out_r);
-        drop(err_r);
-        // Its own session and process group, so the whole tree can be killed.
-        let _ = nix::unistd::setsid();
-        let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty());
-        if let Ok(null) = &null {
-            let _ = nix::unistd::dup2_stdin(null);
-        }
-        match (&null, background) {
-            // Nobody reads a background command's output: it goes to
-            // /dev/null, not to a pipe whose reader is gone (SIGPIPE).
-            (Ok(null), true) => {
-                let _ = nix::unistd::dup2_stdout(null);
-                let _ = nix::unistd::dup2_stderr(null);
-            }
-            _ => {
-                let _ = nix::unistd::dup2_stdout(&out_w);
-                let _ = nix::unistd::dup2_stderr(&err_w);
-            }
-        }
-        if let Some(uid) = user
-            && let Err(e) = switch_user(uid)
-        {
-            eprintln!("nslab: {e}");
-            exit_now(126);
-        }
-        reset_signals_for_exec();
-        // A command with no shell syntax runs directly, saving the shell's
-        // start-up; if that fails (not found, not executable) the shell runs
-        // it after all, so errors read as the shell's own.
-        if let Some(argv) = simple_argv(command) {
-            let _ = nix::unistd::execvp(&argv[0], &argv);
-        }
-        let sh = c"/bin/sh";
-        let _ = nix::unistd::execv(sh, &[c"sh", c"-c", cmd.as_c_str()]);
-        eprintln!("nslab: cannot execute /bin/sh");
-        exit_now(127)
+    let child = match started_child {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
     drop(out_w);
     drop(err_w);
@@ -320,6 +281,165 @@ fn run(command: &str, timeout: Duration, user: Option<u32>, background: bool) ->
         pid: None,
         error: None,
     }
+}
+
+/// The agent's current children. /proc/thread-self/children is one small
+/// read, where a scan of /proc costs a read per process in the context; the
+/// scan remains for kernels built without it.
+fn children_of_this_agent(me: i32) -> Vec<i32> {
+    match std::fs::read_to_string("/proc/thread-self/children") {
+        Ok(text) => text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        Err(_) => crate::probe::proc_table()
+            .iter()
+            .filter(|p| p.ppid == me)
+            .map(|p| p.pid)
+            .collect(),
+    }
+}
+
+/// The environment commands start with: the agent's own, which never
+/// changes, so it is converted once.
+fn environment() -> &'static [CString] {
+    static ENV: std::sync::OnceLock<Vec<CString>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        use std::os::unix::ffi::OsStrExt;
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect()
+    })
+}
+
+/// Where `execvp` would find a program: the first executable regular file
+/// of that name along PATH. Looked up here with stat and access, which cost
+/// far less than the failed execs `execvp` makes in the child for every
+/// directory before the right one.
+pub fn find_program(program: &str, path: Option<&str>) -> Option<CString> {
+    use nix::unistd::{AccessFlags, access};
+    let executable = |p: &str| {
+        nix::sys::stat::stat(p).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+            && access(p, AccessFlags::X_OK).is_ok()
+    };
+    if program.contains('/') {
+        return executable(program).then(|| CString::new(program).ok())?;
+    }
+    let path = path.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .map(|dir| {
+            if dir.is_empty() {
+                program.to_owned()
+            } else {
+                format!("{}/{program}", dir.trim_end_matches('/'))
+            }
+        })
+        .find(|p| executable(p))
+        .and_then(|p| CString::new(p).ok())
+}
+
+/// Starts a command with posix_spawn, which glibc implements with
+/// CLONE_VM|CLONE_VFORK: no copy of the agent's page tables, the single
+/// largest cost of a step after the exec itself. The child gets its own
+/// session (so its whole tree can be killed), /dev/null as stdin, the
+/// capture pipes as stdout and stderr, default signal dispositions and no
+/// signal blocked (see [`reset_signals_for_exec`]).
+///
+/// A command without shell syntax runs directly, saving the shell's
+/// start-up; if it cannot be found or executed, the shell runs it after
+/// all, so errors read as the shell's own.
+fn spawn_command(
+    command: &str,
+    cmd: &std::ffi::CStr,
+    out_w: &OwnedFd,
+    err_w: &OwnedFd,
+    background: bool,
+) -> Result<Pid, String> {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+    use nix::sys::signal::SigSet;
+    let setup = || -> nix::Result<(PosixSpawnAttr, PosixSpawnFileActions)> {
+        let mut attr = PosixSpawnAttr::init()?;
+        attr.set_sigdefault(&super::sys::every_signal())?;
+        attr.set_sigmask(&SigSet::empty())?;
+        attr.set_flags(
+            PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+                | PosixSpawnFlags::from_bits_retain(libc::c_int::from(libc::POSIX_SPAWN_SETSID)),
+        )?;
+        let mut actions = PosixSpawnFileActions::init()?;
+        let mode = nix::sys::stat::Mode::empty();
+        actions.add_open(0, "/dev/null", OFlag::O_RDWR, mode)?;
+        if background {
+            // Nobody reads a background command's output: it goes to
+            // /dev/null, not to a pipe whose reader is gone (SIGPIPE).
+            actions.add_open(1, "/dev/null", OFlag::O_WRONLY, mode)?;
+            actions.add_open(2, "/dev/null", OFlag::O_WRONLY, mode)?;
+        } else {
+            actions.add_dup2(out_w.as_raw_fd(), 1)?;
+            actions.add_dup2(err_w.as_raw_fd(), 2)?;
+        }
+        Ok((attr, actions))
+    };
+    let (attr, actions) = setup().map_err(|e| format!("preparing to start the command: {e}"))?;
+    let env = environment();
+    if let Some(argv) = simple_argv(command)
+        && let Some(program) = find_program(
+            argv[0].to_str().unwrap_or_default(),
+            std::env::var("PATH").ok().as_deref(),
+        )
+        && let Ok(pid) = posix_spawn(program.as_c_str(), &actions, &attr, &argv, env)
+    {
+        return Ok(pid);
+    }
+    posix_spawn(c"/bin/sh", &actions, &attr, &[c"sh", c"-c", cmd], env)
+        .map_err(|e| format!("cannot execute /bin/sh: {e}"))
+}
+
+/// Starts a command as another user: a fork, because posix_spawn cannot
+/// switch identity before the exec.
+fn fork_as(
+    cmd: &std::ffi::CStr,
+    uid: u32,
+    out_w: &OwnedFd,
+    err_w: &OwnedFd,
+    background: bool,
+) -> Result<Pid, String> {
+    let child = fork_process().map_err(|e| format!("fork: {e}"))?;
+    if let Some(child) = child {
+        return Ok(child);
+    }
+    // ---- child: becomes the command, as `uid` ----
+    let _ = nix::unistd::setsid();
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty());
+    if let Ok(null) = &null {
+        let _ = nix::unistd::dup2_stdin(null);
+    }
+    match (&null, background) {
+        (Ok(null), true) => {
+            let _ = nix::unistd::dup2_stdout(null);
+            let _ = nix::unistd::dup2_stderr(null);
+        }
+        _ => {
+            let _ = nix::unistd::dup2_stdout(out_w);
+            let _ = nix::unistd::dup2_stderr(err_w);
+        }
+    }
+    if let Err(e) = switch_user(uid) {
+        eprintln!("nslab: {e}");
+        exit_now(126);
+    }
+    reset_signals_for_exec();
+    if let Some(argv) = simple_argv(cmd.to_str().unwrap_or_default()) {
+        let _ = nix::unistd::execvp(&argv[0], &argv);
+    }
+    let _ = nix::unistd::execv(c"/bin/sh", &[c"sh", c"-c", cmd]);
+    eprintln!("nslab: cannot execute /bin/sh");
+    exit_now(127)
 }
 
 /// The words of a command that `sh -c` would run as one plain program:
@@ -427,5 +547,47 @@ mod tests {
         ] {
             assert_eq!(words(shell), None, "{shell} needs the shell");
         }
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::find_program;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn programs_are_found_like_execvp_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |sub: &str, name: &str, mode: u32| {
+            let d = dir.path().join(sub);
+            std::fs::create_dir_all(&d).unwrap();
+            let f = d.join(name);
+            std::fs::write(&f, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            f.to_str().unwrap().to_owned()
+        };
+        // Not executable, then a directory of the same name, then the one.
+        mk("a", "tool", 0o644);
+        std::fs::create_dir_all(dir.path().join("b/tool")).unwrap();
+        let real = mk("c", "tool", 0o755);
+        let later = mk("d", "tool", 0o755);
+        let d = |s: &str| dir.path().join(s).to_str().unwrap().to_owned();
+        let path = [d("missing"), d("a"), d("b"), d("c"), d("d")].join(":");
+        let found = find_program("tool", Some(&path)).unwrap();
+        assert_eq!(found.to_str().unwrap(), real);
+        assert_ne!(real, later);
+        assert_eq!(find_program("nothing-4242", Some(&path)), None);
+        // A name with a slash is taken as it is, if it can be executed.
+        assert_eq!(find_program(&later, None).unwrap().to_str().unwrap(), later);
+        assert_eq!(find_program(&format!("{}/a/tool", d("")), None), None);
+        // Trailing slashes in PATH entries do not double.
+        let slashed = format!("{}/", d("c"));
+        assert_eq!(
+            find_program("tool", Some(&slashed))
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            real
+        );
     }
 }

@@ -89,26 +89,58 @@ fn interface_flags(name: &str, set_up: bool) -> Result<libc::c_short, Errno> {
     Ok(flags | libc::IFF_UP as libc::c_short)
 }
 
-/// Signal dispositions a command expects to start with. Rust ignores
-/// SIGPIPE in its own process, and ignored signals survive exec: without
-/// this, `yes | head -1` in a scenario would never end.
+/// Signal dispositions a command expects to start with: all default,
+/// nothing blocked. Rust ignores SIGPIPE in its own process, nslab may
+/// itself have been started with signals ignored (`nohup`), and ignored
+/// signals survive exec: without this, `yes | head -1` in a scenario would
+/// never end. For a forked child, just before exec.
 pub fn reset_signals_for_exec() {
-    use nix::sys::signal::{SigHandler, Signal, signal};
-    for sig in [
-        Signal::SIGPIPE,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGCHLD,
-    ] {
-        // SAFETY: installing SIG_DFL runs no handler code, so there is no
-        // async-signal-safety concern; called in a child just before exec.
-        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    // glibc's signal() and sigaction() refuse its internal signals 32 and
+    // 33, and a parent that started nslab with posix_spawn (Rust's
+    // `Command` does) leaves them ignored: the raw system call resets all.
+    // The kernel's struct sigaction for SIG_DFL with no flags and an empty
+    // mask is all zeros: handler, flags, restorer, mask.
+    let dfl = [0u64; 4];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads a kernel sigaction from `dfl`, which is
+        // the right size and alive; the old action pointer is null. Setting
+        // SIG_DFL runs no handler code, so this is safe in a forked child.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8 as libc::c_long,
+            );
+        }
     }
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
+}
+
+/// Signals 1 to 64, glibc's two internal ones (32 and 33) included, for
+/// posix_spawn's "set to default" attribute. glibc's posix_spawn child
+/// leaves those two *ignored* otherwise, and an ignored signal survives
+/// exec; sigaddset refuses them, so the bits are set directly.
+pub fn every_signal() -> nix::sys::signal::SigSet {
+    const WORDS: usize = std::mem::size_of::<libc::sigset_t>() / 8;
+    const _: () = assert!(std::mem::size_of::<libc::sigset_t>() == WORDS * 8 && WORDS >= 1);
+    // Bit n-1 of the first word is signal n, as the kernel lays it out.
+    let mut words = [0u64; WORDS];
+    words[0] = u64::MAX;
+    // SAFETY: on Linux sigset_t is a plain array of 64-bit words with no
+    // invalid bit patterns and the same size as `words` (checked above).
+    let raw: libc::sigset_t = unsafe { std::mem::transmute(words) };
+    // SAFETY: the set is fully initialised; posix_spawnattr_setsigdefault
+    // copies it and the spawn child tests its bits one by one.
+    unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(raw) }
 }
 
 /// Sends one file descriptor over a Unix socket, with a one-byte payload.
