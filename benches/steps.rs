@@ -108,6 +108,25 @@ fn clone_floor_ms() -> f64 {
     median(times)
 }
 
+/// The floor of any `run` step: posix_spawn (vfork and exec, what nslab's
+/// agent does) of `/bin/true` and a wait, from this small process. On a
+/// virtual machine most of it is the dynamic loader's CPU feature probe
+/// (CPUID traps to the hypervisor), paid by every glibc program at start.
+fn exec_floor_ms() -> f64 {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
+    let attr = PosixSpawnAttr::init().unwrap();
+    let actions = PosixSpawnFileActions::init().unwrap();
+    let env: Vec<std::ffi::CString> = Vec::new();
+    let mut times = Vec::new();
+    for _ in 0..300 {
+        let t0 = Instant::now();
+        let pid = posix_spawn(c"/bin/true", &actions, &attr, &[c"true"], &env).unwrap();
+        nix::sys::wait::waitpid(pid, None).unwrap();
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    median(times)
+}
+
 fn main() {
     let n = 300;
     let probe = step_times(&run(&steps(n, "  - { probe: hostname, in: box }\n")));
@@ -120,7 +139,11 @@ fn main() {
         "run: hostname        median {r:.3} ms over {n} steps ({:.1}x the probe)",
         r / p
     );
-    println!("run: \"true\"          median {t:.3} ms over {n} steps");
+    let exec = exec_floor_ms();
+    println!(
+        "run: \"true\"          median {t:.3} ms over {n} steps; spawn+wait of /bin/true alone {exec:.3} ms ({:.2}x)",
+        t / exec
+    );
 
     let mut labs = Vec::new();
     let mut setups = Vec::new();

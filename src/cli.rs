@@ -457,6 +457,13 @@ fn err(msg: &str) {
 
 /// Loads every file, printing every diagnostic; `None` if any was invalid.
 fn load_all(paths: &[PathBuf]) -> Option<Vec<Scenario>> {
+    check_all(paths, |s| s)
+}
+
+/// Validates every file, printing all errors, and keeps what `keep` makes of
+/// each scenario: `nslab run` keeps a [`scenario::Listed`] and parses the
+/// file again when it runs, so its memory does not grow with the suite.
+fn check_all<T>(paths: &[PathBuf], mut keep: impl FnMut(Scenario) -> T) -> Option<Vec<T>> {
     let files = match scenario::discover(paths) {
         Ok(f) => f,
         Err(e) => {
@@ -466,27 +473,29 @@ fn load_all(paths: &[PathBuf]) -> Option<Vec<Scenario>> {
     };
     let mut out = Vec::new();
     let mut bad = false;
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     for f in files {
         match scenario::load_file(&f) {
-            Ok(s) => out.push(s),
+            Ok(s) => {
+                if let Some(prev) = seen.get(&s.name) {
+                    err(&format!(
+                        "scenario name `{}` is used by both {} and {}: names must be unique within one run",
+                        s.name,
+                        prev.display(),
+                        s.file.display()
+                    ));
+                    bad = true;
+                } else {
+                    seen.insert(s.name.clone(), s.file.clone());
+                }
+                out.push(keep(s));
+            }
             Err(diags) => {
                 bad = true;
                 for d in diags {
                     let _ = writeln!(anstream::stderr(), "{d}\n");
                 }
             }
-        }
-    }
-    let mut seen = std::collections::HashMap::new();
-    for s in &out {
-        if let Some(prev) = seen.insert(s.name.clone(), s.file.clone()) {
-            err(&format!(
-                "scenario name `{}` is used by both {} and {}: names must be unique within one run",
-                s.name,
-                prev.display(),
-                s.file.display()
-            ));
-            bad = true;
         }
     }
     (!bad).then_some(out)
@@ -577,11 +586,11 @@ pub fn shard_of(name: &str, n: u64) -> u64 {
     h % n + 1
 }
 
-fn selected(s: &Scenario, filters: &[String]) -> bool {
+fn selected(name: &str, tags: &[String], filters: &[String]) -> bool {
     filters.is_empty()
         || filters.iter().any(|f| match f.strip_prefix("tag:") {
-            Some(tag) => s.tags.iter().any(|t| t == tag),
-            None => glob_match(f, &s.name),
+            Some(tag) => tags.iter().any(|t| t == tag),
+            None => glob_match(f, name),
         })
 }
 
@@ -614,12 +623,12 @@ fn cmd_run(a: RunArgs) -> i32 {
         err("--format writes beside the JSON report, so --report must name a file (or `-`)");
         return EXIT_USAGE;
     }
-    let Some(all) = load_all(&a.paths) else {
+    let Some(all) = check_all(&a.paths, |s| scenario::Listed::of(&s)) else {
         return EXIT_USAGE;
     };
-    let scenarios: Vec<Scenario> = all
+    let scenarios: Vec<scenario::Listed> = all
         .into_iter()
-        .filter(|s| selected(s, &a.filter))
+        .filter(|s| selected(&s.name, &s.tags, &a.filter))
         .filter(|s| a.shard.is_none_or(|(k, n)| shard_of(&s.name, n) == k))
         .collect();
     if scenarios.is_empty() && a.shard.is_some() {
@@ -643,9 +652,7 @@ fn cmd_run(a: RunArgs) -> i32 {
     let started_at = crate::env::rfc3339(SystemTime::now());
     let t0 = Instant::now();
     // Folders of killed runs are swept by the next run that makes cgroups.
-    if scenarios
-        .iter()
-        .any(|s| s.sandboxes.iter().any(|b| !b.limits.is_empty()))
+    if scenarios.iter().any(|s| s.has_limits)
         && let Some(layout) = crate::sandbox::cgroup::detect_here()
     {
         crate::sandbox::cgroup::sweep_stale(&layout);

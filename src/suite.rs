@@ -5,8 +5,9 @@
 use crate::plan::Offer;
 use crate::report::{ControlReport, ScenarioReport, Verdict};
 use crate::sandbox::interrupt;
-use crate::scenario::Scenario;
+use crate::scenario::{Listed, Scenario};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 
 fn run_one(s: &Scenario, base: &Offer, control: bool) -> ScenarioReport {
@@ -31,37 +32,69 @@ pub fn errored(s: &Scenario, reason: String) -> ScenarioReport {
     r
 }
 
-fn not_run_interrupted(s: &Scenario) -> ScenarioReport {
+/// An errored report for a listed scenario: with its steps (not run) when
+/// the file still parses, with its name alone when it does not.
+fn errored_listed(l: &Listed, reason: String) -> ScenarioReport {
+    match l.load() {
+        Ok(s) => errored(&s, reason),
+        Err(_) => ScenarioReport {
+            name: l.name.clone(),
+            title: None,
+            description: None,
+            file: l.file.display().to_string(),
+            tags: l.tags.clone(),
+            verdict: Verdict::Errored,
+            reason: Some(reason),
+            duration_ms: 0.0,
+            setup_ms: None,
+            lab_hostname: None,
+            lab_namespaces: Default::default(),
+            sandboxes: Vec::new(),
+            steps: Vec::new(),
+            control: None,
+        },
+    }
+}
+
+/// Parses a listed scenario again and runs it.
+fn load_and_run(l: &Listed, base: &Offer, control: bool) -> ScenarioReport {
+    match l.load() {
+        Ok(s) => run_one(&s, base, control),
+        Err(e) => errored_listed(l, e),
+    }
+}
+
+fn not_run_interrupted(l: &Listed) -> ScenarioReport {
     let sig = interrupt::caught()
         .map(|s| s.as_str())
         .unwrap_or("a signal");
-    errored(s, format!("not run: the run was interrupted by {sig}"))
+    errored_listed(l, format!("not run: the run was interrupted by {sig}"))
 }
 
 pub fn run_all(
-    scenarios: &[Scenario],
+    scenarios: &[Listed],
     base: &Offer,
     jobs: usize,
     control: bool,
     done: &mut dyn FnMut(ScenarioReport),
 ) {
     // Only results that wait for an earlier one are held: at most `jobs`.
-    let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
+    let mut results: BTreeMap<usize, ScenarioReport> = BTreeMap::new();
     let mut printed = 0;
-    let mut flush = |results: &mut Vec<Option<ScenarioReport>>, printed: &mut usize| {
-        while let Some(slot) = results.get_mut(*printed) {
-            let Some(r) = slot.take() else { break };
+    let mut flush = |results: &mut BTreeMap<usize, ScenarioReport>, printed: &mut usize| {
+        while let Some(r) = results.remove(printed) {
             done(r);
             *printed += 1;
         }
     };
     if jobs == 1 || scenarios.len() == 1 {
         for (i, s) in scenarios.iter().enumerate() {
-            results[i] = Some(if interrupt::check().is_some() {
+            let r = if interrupt::check().is_some() {
                 not_run_interrupted(s)
             } else {
-                run_one(s, base, control)
-            });
+                load_and_run(s, base, control)
+            };
+            results.insert(i, r);
             flush(&mut results, &mut printed);
         }
     } else {
@@ -73,11 +106,14 @@ pub fn run_all(
             while running.len() < jobs && next < scenarios.len() && interrupt::caught().is_none() {
                 let s = &scenarios[next];
                 match crate::sandbox::fork_worker(|| {
-                    serde_json::to_vec(&run_one(s, base, control)).unwrap_or_default()
+                    serde_json::to_vec(&load_and_run(s, base, control)).unwrap_or_default()
                 }) {
                     Ok((pid, fd)) => running.push((next, pid, std::fs::File::from(fd))),
                     Err(e) => {
-                        results[next] = Some(errored(s, format!("cannot start a worker: {e}")))
+                        results.insert(
+                            next,
+                            errored_listed(s, format!("cannot start a worker: {e}")),
+                        );
                     }
                 }
                 next += 1;
@@ -93,7 +129,7 @@ pub fn run_all(
                     forwarded = true;
                 }
                 while next < scenarios.len() {
-                    results[next] = Some(not_run_interrupted(&scenarios[next]));
+                    results.insert(next, not_run_interrupted(&scenarios[next]));
                     next += 1;
                 }
             }
@@ -120,12 +156,13 @@ pub fn run_all(
             let mut buf = Vec::new();
             let _ = std::io::Read::read_to_end(&mut f, &mut buf);
             crate::sandbox::reap_worker(pid);
-            results[i] = Some(serde_json::from_slice(&buf).unwrap_or_else(|e| {
-                errored(
+            let r = serde_json::from_slice(&buf).unwrap_or_else(|e| {
+                errored_listed(
                     &scenarios[i],
                     format!("the worker running it ended without a result ({e})"),
                 )
-            }));
+            });
+            results.insert(i, r);
             flush(&mut results, &mut printed);
         }
     }

@@ -47,3 +47,70 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// What a run keeps of a validated scenario until its turn comes: enough to
+/// select, order and shard it. The scenario itself is parsed again when it
+/// runs, so a suite of thousands of files is held in a few hundred bytes
+/// each, not in its parsed steps.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub file: PathBuf,
+    pub name: String,
+    pub tags: Vec<String>,
+    /// Some sandbox sets cgroup limits.
+    pub has_limits: bool,
+}
+
+impl Listed {
+    pub fn of(s: &Scenario) -> Listed {
+        Listed {
+            file: s.file.clone(),
+            name: s.name.clone(),
+            tags: s.tags.clone(),
+            has_limits: s.sandboxes.iter().any(|b| !b.limits.is_empty()),
+        }
+    }
+
+    /// The scenario, parsed again. A file edited since it was validated
+    /// fails here, with the reason, rather than running something else.
+    pub fn load(&self) -> Result<Scenario, String> {
+        let s = load_file(&self.file).map_err(|diags| {
+            let first = diags.first().map(|d| d.message.clone()).unwrap_or_default();
+            format!("{} no longer validates: {first}", self.file.display())
+        })?;
+        if s.name != self.name {
+            return Err(format!(
+                "{} changed during the run: it names scenario `{}`, not `{}`",
+                self.file.display(),
+                s.name,
+                self.name
+            ));
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Listed, load_file};
+
+    #[test]
+    fn a_listed_scenario_is_parsed_again_and_must_be_the_same_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.yaml");
+        std::fs::write(&f, "name: first\ntags: [a]\nsteps:\n  - run: \"true\"\n").unwrap();
+        let listed = Listed::of(&load_file(&f).unwrap());
+        assert_eq!(
+            (listed.name.as_str(), listed.tags.as_slice()),
+            ("first", &["a".to_owned()][..])
+        );
+        assert!(!listed.has_limits);
+        assert_eq!(listed.load().unwrap().steps.len(), 1);
+        std::fs::write(&f, "name: second\nsteps:\n  - run: \"true\"\n").unwrap();
+        let e = listed.load().unwrap_err();
+        assert!(e.contains("names scenario `second`, not `first`"), "{e}");
+        std::fs::write(&f, "name: first\nsteps: 3\n").unwrap();
+        let e = listed.load().unwrap_err();
+        assert!(e.contains("no longer validates"), "{e}");
+    }
+}

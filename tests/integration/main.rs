@@ -1062,6 +1062,38 @@ fn import_refuses_a_file_without_commands() {
 
 // ---------- reliability ----------
 
+/// A run keeps only the names of validated files and parses each again when
+/// its turn comes (memory stays flat over big suites): a file changed in
+/// the meantime is reported errored, never run as something else.
+#[test]
+fn a_file_changed_during_the_run_is_errored_not_run() {
+    require_lab!();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, "name: a-slow\nsteps:\n  - run: sleep 1\n").unwrap();
+    std::fs::write(&b, "name: b-later\nsteps:\n  - run: \"true\"\n").unwrap();
+    let report = dir.path().join("r.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nslab"))
+        .args(["run", "--jobs", "1", "--report"])
+        .arg(&report)
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    std::fs::write(&b, "name: b-renamed\nsteps:\n  - run: \"false\"\n").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["scenarios"][0]["verdict"], "passed");
+    let later = &r["scenarios"][1];
+    assert_eq!(later["name"], "b-later");
+    assert_eq!(later["verdict"], "errored");
+    let reason = later["reason"].as_str().unwrap();
+    assert!(reason.contains("changed during the run"), "{reason}");
+    assert!(later["steps"].as_array().unwrap().is_empty());
+}
+
 /// SIGINT or SIGTERM (twice, as an impatient person would) during a run,
 /// sequential or parallel: the lab is torn down, the report is written with
 /// the interrupted scenario errored, and nslab exits 128 + the signal.
