@@ -219,36 +219,12 @@ fn build_lab(
             return None;
         }
     };
-    // Namespace evidence: every context's inodes, compared to the lab host's.
-    let mut inodes = Vec::new();
-    for i in 0..lab.context_names().len() {
-        match lab.request(i, &Request::Namespaces, deadline) {
-            Ok(Response::Namespaces(m)) => inodes.push(m),
-            Ok(other) => {
-                report.verdict = Verdict::Errored;
-                report.reason = Some(format!("unexpected answer {other:?}"));
-                return None;
-            }
-            Err(e) => {
-                report.verdict = Verdict::Errored;
-                report.reason = Some(format!("reading namespaces: {e}"));
-                return None;
-            }
-        }
-    }
+    // Namespace evidence (every context's inodes, compared to the lab
+    // host's) and hostnames for the transcripts' prompts, as each agent
+    // reported them when it became ready.
+    let inodes: Vec<_> = lab.facts.iter().map(|f| f.namespaces.clone()).collect();
+    let hostnames: Vec<_> = lab.facts.iter().map(|f| f.hostname.clone()).collect();
     report.lab_namespaces = inodes[0].clone();
-    // Hostnames for the transcripts' prompts.
-    let mut hostnames = Vec::new();
-    for i in 0..lab.context_names().len() {
-        let req = Request::Probe {
-            probe: crate::scenario::Probe::Hostname,
-            user: None,
-        };
-        hostnames.push(match lab.request(i, &req, deadline) {
-            Ok(Response::Probe(Ok(Value::String(h)))) => Some(h),
-            _ => None,
-        });
-    }
     report.lab_hostname = hostnames[0].clone();
     for (i, sb) in spec.sandboxes.iter().enumerate() {
         let mine = &inodes[i + 1];

@@ -42,7 +42,6 @@ pub(super) fn serve(mut chan: UnixStream) {
                 None => crate::probe::take(&probe),
                 Some(uid) => probe_as(&probe, uid),
             }),
-            Request::Namespaces => Response::Namespaces(namespaces()),
             Request::NetnsFd => match std::fs::File::open("/proc/self/ns/net") {
                 Ok(f) => {
                     if proto::send(&mut chan, &Response::FdFollows).is_err()
@@ -79,6 +78,17 @@ pub(super) fn serve(mut chan: UnixStream) {
     }
 }
 
+/// The Ready message of this context's agent.
+pub(super) fn ready(pid: i32) -> Response {
+    Response::Ready {
+        pid,
+        namespaces: namespaces(),
+        hostname: nix::unistd::gethostname()
+            .ok()
+            .map(|h| h.to_string_lossy().into_owned()),
+    }
+}
+
 /// Reaps every exited child (an agent is PID 1 or a subreaper, so orphans
 /// end up here). Returns the status of `wanted` if it was among them.
 fn reap_orphans(wanted: Option<Pid>) -> Option<WaitStatus> {
@@ -95,7 +105,7 @@ fn reap_orphans(wanted: Option<Pid>) -> Option<WaitStatus> {
     }
 }
 
-fn namespaces() -> BTreeMap<String, u64> {
+pub(super) fn namespaces() -> BTreeMap<String, u64> {
     Ns::ALL
         .iter()
         .filter_map(|ns| {

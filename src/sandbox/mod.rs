@@ -109,6 +109,15 @@ pub struct Lab {
     channels: Vec<UnixStream>,
     /// Each context's agent pid as the context itself sees it.
     pub agent_pids: Vec<i32>,
+    /// Each context's namespace inodes and hostname, when it became ready.
+    pub facts: Vec<ContextFacts>,
+}
+
+/// What the report shows of a context as it was built.
+#[derive(Debug, Clone)]
+pub struct ContextFacts {
+    pub namespaces: std::collections::BTreeMap<String, u64>,
+    pub hostname: Option<String>,
 }
 
 impl Lab {
@@ -123,12 +132,23 @@ impl Lab {
             names,
             channels,
             agent_pids: Vec::new(),
+            facts: Vec::new(),
         };
         // The lab's init reports last for itself but first in order of
         // trouble: if it failed to make a sandbox, it says so here.
         for i in 0..lab.channels.len() {
             match lab.receive(i, deadline) {
-                Ok(Response::Ready { pid }) => lab.agent_pids.push(pid),
+                Ok(Response::Ready {
+                    pid,
+                    namespaces,
+                    hostname,
+                }) => {
+                    lab.agent_pids.push(pid);
+                    lab.facts.push(ContextFacts {
+                        namespaces,
+                        hostname,
+                    });
+                }
                 Ok(Response::SetupFailed { error }) => {
                     return Err(LabError::Setup {
                         context: lab.names[i].clone(),

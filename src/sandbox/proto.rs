@@ -21,7 +21,6 @@ pub enum Request {
         probe: Probe,
         user: Option<u32>,
     },
-    Namespaces,
     /// Answered with [`Response::FdFollows`] and this context's network
     /// namespace as a file descriptor.
     NetnsFd,
@@ -49,11 +48,18 @@ pub enum Request {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Ready { pid: i32 },
-    SetupFailed { error: String },
+    /// An agent is up. It brings what the report shows of every context,
+    /// saving two round trips per context before the first step.
+    Ready {
+        pid: i32,
+        namespaces: BTreeMap<String, u64>,
+        hostname: Option<String>,
+    },
+    SetupFailed {
+        error: String,
+    },
     Run(RunOutcome),
     Probe(Result<serde_json::Value, String>),
-    Namespaces(BTreeMap<String, u64>),
     FdFollows,
     Done(Result<(), String>),
 }

@@ -149,7 +149,7 @@ fn lab_init_main(spec: &LabSpec, mut agent_ends: Vec<UnixStream>, go_r: OwnedFd)
     let mut host = agent_ends.remove(0);
     match lab_init(spec, agent_ends, go_r) {
         Ok(()) => {
-            if proto::send(&mut host, &Response::Ready { pid: 1 }).is_err() {
+            if proto::send(&mut host, &agent::ready(1)).is_err() {
                 exit_now(1);
             }
             agent::serve(host);
@@ -369,7 +369,7 @@ fn agent_main(sb: &SandboxSpec, mut end: UnixStream, go_r: OwnedFd) -> ! {
     match agent_setup(sb) {
         Ok(()) => {
             let pid = nix::unistd::getpid().as_raw();
-            if proto::send(&mut end, &Response::Ready { pid }).is_err() {
+            if proto::send(&mut end, &agent::ready(pid)).is_err() {
                 exit_now(1);
             }
             agent::serve(end);
