@@ -14,20 +14,29 @@ for c in hyperfine bwrap unshare nsenter; do
   command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
 done
 
-# 1. 30 `run: "true"` steps in a five-namespace sandbox.
-{
-  printf 'name: bench30\nsandboxes:\n  box:\n    namespaces: [net, pid, uts, ipc, mount]\nsteps:\n'
-  for _ in $(seq 30); do printf '  - { run: "true", in: box }\n'; done
-} > "$W/nslab30.yaml"
-cat > "$W/shell30.sh" <<'SH'
+# 1. 30 `run: "true"` steps in a five-namespace sandbox, by nslab, by hand
+#    (unshare + nsenter per command) and with bubblewrap; then 0 and 60
+#    commands each, so that the cost per command is the slope, apart from
+#    the fixed cost of starting; and the floor: hyperfine starting /bin/true.
+steps_yaml() {
+  printf 'name: bench%s\nsandboxes:\n  box:\n    namespaces: [net, pid, uts, ipc, mount]\nsteps:\n  - { probe: pid, in: box }\n' "$1"
+  for _ in $(seq "$1"); do printf '  - { run: "true", in: box }\n'; done
+}
+shell_script() {
+  cat <<SH
 #!/bin/sh
-# The same work by hand: a five-namespace sandbox, then 30 commands in it.
+# The same work by hand: a five-namespace sandbox, then $1 commands in it.
 unshare --fork --pid --mount-proc --net --uts --ipc --mount sleep 1000 &
-U=$!
-until P=$(cat /proc/$U/task/$U/children 2>/dev/null) && [ -n "$P" ]; do sleep 0.001; done
-for i in $(seq 30); do nsenter -t "$P" -n -p -u -i -m true; done
-kill -9 "$P"; wait 2>/dev/null || true
+U=\$!
+until P=\$(cat /proc/\$U/task/\$U/children 2>/dev/null) && [ -n "\$P" ]; do sleep 0.001; done
+for i in \$(seq $1); do nsenter -t "\$P" -n -p -u -i -m true; done
+kill -9 "\$P"; wait 2>/dev/null || true
 SH
+}
+for n in 0 30 60; do
+  steps_yaml "$n" > "$W/nslab$n.yaml"
+  shell_script "$n" > "$W/shell$n.sh"
+done
 cat > "$W/bwrap30.sh" <<'SH'
 #!/bin/sh
 # bubblewrap has no long-lived sandbox to enter: one sandbox per command.
@@ -35,11 +44,27 @@ for i in $(seq 30); do bwrap --dev-bind / / --unshare-net --unshare-pid --unshar
 SH
 chmod +x "$W"/*.sh
 echo "## 30 commands in a five-namespace sandbox"
-hyperfine -N --warmup 3 --runs 20 --export-markdown "$W/t1.md" \
+hyperfine -N --warmup 3 --runs 30 --export-markdown "$W/t1.md" --export-json "$W/t1.json" \
   -n nslab "$NSLAB run $W/nslab30.yaml --jobs 1 --report $W/r.json" \
   -n "unshare+nsenter" "$W/shell30.sh" \
-  -n bubblewrap "$W/bwrap30.sh" >/dev/null
+  -n bubblewrap "$W/bwrap30.sh" \
+  -n "nslab, 0 commands" "$NSLAB run $W/nslab0.yaml --jobs 1 --report $W/r.json" \
+  -n "nslab, 60 commands" "$NSLAB run $W/nslab60.yaml --jobs 1 --report $W/r.json" \
+  -n "unshare+nsenter, 0 commands" "$W/shell0.sh" \
+  -n "unshare+nsenter, 60 commands" "$W/shell60.sh" \
+  -n "floor: start /bin/true" "/bin/true" >/dev/null
 cat "$W/t1.md"
+python3 - "$W/t1.json" <<'PY'
+import json, statistics, sys
+m = {r["command"]: statistics.median(r["times"]) * 1e3 for r in json.load(open(sys.argv[1]))["results"]}
+nslab, shell, floor = m["nslab"], m["unshare+nsenter"], m["floor: start /bin/true"]
+per_n = (m["nslab, 60 commands"] - m["nslab, 0 commands"]) / 60
+per_s = (m["unshare+nsenter, 60 commands"] - m["unshare+nsenter, 0 commands"]) / 60
+print(f"\nmedians: nslab {nslab:.1f} ms, unshare+nsenter {shell:.1f} ms: ratio {nslab / shell:.2f} (target 0.5)")
+print(f"per command (slope from 0 to 60): nslab {per_n:.3f} ms, unshare+nsenter {per_s:.3f} ms: ratio {per_n / per_s:.2f}")
+print(f"fixed cost (0 commands): nslab {m['nslab, 0 commands']:.1f} ms, unshare+nsenter {m['unshare+nsenter, 0 commands']:.1f} ms")
+print(f"floor: starting /bin/true {floor:.3f} ms; 30 of them alone are {30 * floor / shell:.2f} of the script's time")
+PY
 
 # 2. One lab, one five-namespace sandbox, one probe: the fixed cost.
 printf 'name: lab\nsandboxes:\n  box:\n    namespaces: [net, pid, uts, ipc, mount]\nsteps:\n  - { probe: pid, in: box }\n' > "$W/lab.yaml"

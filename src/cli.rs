@@ -695,13 +695,21 @@ fn cmd_run(a: RunArgs) -> i32 {
         }
     };
     let mut write_error = None;
-    crate::suite::run_all(&scenarios, &offer, jobs, a.control, &mut |r| {
-        let _ = write!(human, "{}", report::terminal::scenario_line(&r));
-        let _ = human.flush();
-        if let Err(e) = writer.scenario(&r) {
-            write_error.get_or_insert(e);
-        }
-    });
+    let mut throttle = crate::backlog::Throttle::from_kernel();
+    crate::suite::run_all(
+        &scenarios,
+        &offer,
+        jobs,
+        a.control,
+        &mut throttle,
+        &mut |r| {
+            let _ = write!(human, "{}", report::terminal::scenario_line(&r));
+            let _ = human.flush();
+            if let Err(e) = writer.scenario(&r) {
+                write_error.get_or_insert(e);
+            }
+        },
+    );
     let after = crate::integrity::snapshot();
     let differences = crate::integrity::differences(&before, &after);
     let host_integrity = HostIntegrity {
@@ -717,7 +725,7 @@ fn cmd_run(a: RunArgs) -> i32 {
     let duration_ms = (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0;
     let finished = match write_error {
         Some(e) => Err(e),
-        None => writer.finish(duration_ms, &host_integrity, &peak_rss()),
+        None => writer.finish(duration_ms, &host_integrity, &resources(&throttle)),
     };
     let in_memory = match finished {
         Ok(m) => m,
@@ -783,12 +791,14 @@ fn cmd_run(a: RunArgs) -> i32 {
     exit_status_of(&summary, vacuous, host_integrity.unchanged, a.strict)
 }
 
-fn peak_rss() -> report::Resources {
+fn resources(throttle: &crate::backlog::Throttle) -> report::Resources {
     use nix::sys::resource::{UsageWho, getrusage};
     let kib = |w| getrusage(w).map(|u| u.max_rss().max(0) as u64).unwrap_or(0);
     report::Resources {
         runner_peak_rss_kib: kib(UsageWho::RUSAGE_SELF),
         children_peak_rss_kib: kib(UsageWho::RUSAGE_CHILDREN),
+        net_namespaces_peak: throttle.peak,
+        netns_backlog_wait_ms: (throttle.waited.as_secs_f64() * 1e4).round() / 10.0,
     }
 }
 

@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod backlog;
 pub mod check;
 pub mod cli;
 pub mod doctor;

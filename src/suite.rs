@@ -76,6 +76,7 @@ pub fn run_all(
     base: &Offer,
     jobs: usize,
     control: bool,
+    throttle: &mut crate::backlog::Throttle,
     done: &mut dyn FnMut(ScenarioReport),
 ) {
     // Only results that wait for an earlier one are held: at most `jobs`.
@@ -92,6 +93,7 @@ pub fn run_all(
             let r = if interrupt::check().is_some() {
                 not_run_interrupted(s)
             } else {
+                throttle.before_scenario();
                 load_and_run(s, base, control)
             };
             results.insert(i, r);
@@ -105,6 +107,7 @@ pub fn run_all(
             interrupt::check();
             while running.len() < jobs && next < scenarios.len() && interrupt::caught().is_none() {
                 let s = &scenarios[next];
+                throttle.before_scenario();
                 match crate::sandbox::fork_worker(|| {
                     serde_json::to_vec(&load_and_run(s, base, control)).unwrap_or_default()
                 }) {

@@ -55,6 +55,15 @@ pub struct Resources {
     /// Largest peak of any process nslab waited for: labs, their agents and
     /// commands, and workers.
     pub children_peak_rss_kib: u64,
+    /// The most network namespaces the kernel held (live or awaiting its
+    /// asynchronous teardown) when a scenario was about to start. Read
+    /// from /proc/slabinfo, so root runs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_namespaces_peak: Option<u64>,
+    /// Time scenarios waited for the kernel to free network namespaces of
+    /// earlier ones (see `NSLAB_NETNS_BACKLOG`).
+    #[serde(default)]
+    pub netns_backlog_wait_ms: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

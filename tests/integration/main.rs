@@ -1062,6 +1062,51 @@ fn import_refuses_a_file_without_commands() {
 
 // ---------- reliability ----------
 
+/// The kernel frees network namespaces asynchronously; before each scenario
+/// nslab waits while more of them than NSLAB_NETNS_BACKLOG (above the count
+/// at the start) await teardown. A scenario that churns through 150
+/// namespaces, with a limit of 0, makes the next one wait; the run passes
+/// and the report says how long it waited.
+#[test]
+fn scenarios_wait_for_the_kernel_to_free_network_namespaces() {
+    require_lab!();
+    if nslab::backlog::net_namespaces().is_none() {
+        skip("/proc/slabinfo has no net_namespace line here (needs root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "name: churn\nsteps:\n  - run: for i in $(seq 150); do unshare -n true; done\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "name: after\nsteps:\n  - probe: hostname\n",
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    nslab()
+        .env("NSLAB_NETNS_BACKLOG", "0")
+        .env("NSLAB_NETNS_BACKLOG_MAX_WAIT_MS", "300")
+        .args(["run", "--jobs", "1", "--report"])
+        .arg(&report)
+        .arg(dir.path())
+        .assert()
+        .code(0);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let res = &r["resources"];
+    assert!(
+        res["netns_backlog_wait_ms"].as_f64().unwrap() > 0.0,
+        "{res}"
+    );
+    assert!(
+        res["netns_backlog_wait_ms"].as_f64().unwrap() < 2000.0,
+        "{res}"
+    );
+    assert!(res["net_namespaces_peak"].as_u64().unwrap() >= 2, "{res}");
+}
+
 /// A run keeps only the names of validated files and parses each again when
 /// its turn comes (memory stays flat over big suites): a file changed in
 /// the meantime is reported errored, never run as something else.
