@@ -1,7 +1,7 @@
 //! The command line: parses arguments and hands off to the library.
 
 use crate::env::Machine;
-use crate::report::{self, Environment, HostIntegrity, Metadata, Report, Summary};
+use crate::report::{self, Environment, Metadata, Report, Summary};
 use crate::scenario::{self, Scenario};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -546,23 +546,6 @@ fn cmd_list(paths: &[PathBuf]) -> i32 {
     EXIT_OK
 }
 
-/// Shell-style glob with `*` and `?`.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(
-        &pattern.chars().collect::<Vec<_>>(),
-        &name.chars().collect::<Vec<_>>(),
-    )
-}
-
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     let (k, n) = s.split_once('/').ok_or("write K/N, e.g. 1/4")?;
     let (k, n): (u64, u64) = (
@@ -573,25 +556,6 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
         return Err(format!("{k}/{n}: K must be from 1 to N"));
     }
     Ok((k, n))
-}
-
-/// FNV-1a: stable across runs, machines and Rust versions, unlike the
-/// standard library's hasher.
-pub fn shard_of(name: &str, n: u64) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h % n + 1
-}
-
-fn selected(name: &str, tags: &[String], filters: &[String]) -> bool {
-    filters.is_empty()
-        || filters.iter().any(|f| match f.strip_prefix("tag:") {
-            Some(tag) => tags.iter().any(|t| t == tag),
-            None => glob_match(f, name),
-        })
 }
 
 fn cmd_run(a: RunArgs) -> i32 {
@@ -626,11 +590,7 @@ fn cmd_run(a: RunArgs) -> i32 {
     let Some(all) = check_all(&a.paths, |s| scenario::Listed::of(&s)) else {
         return EXIT_USAGE;
     };
-    let scenarios: Vec<scenario::Listed> = all
-        .into_iter()
-        .filter(|s| selected(&s.name, &s.tags, &a.filter))
-        .filter(|s| a.shard.is_none_or(|(k, n)| shard_of(&s.name, n) == k))
-        .collect();
+    let scenarios = scenario::select::select(all, &a.filter, a.shard);
     if scenarios.is_empty() && a.shard.is_some() {
         // An empty shard is no error: a small suite spread over many runners.
         eprintln!("nslab: no scenario falls in this shard");
@@ -648,34 +608,14 @@ fn cmd_run(a: RunArgs) -> i32 {
         .max(1);
     let to_stdout = a.report == "-";
     let machine = Machine::read();
-    let offer = crate::runner::machine_offer(&machine);
     let started_at = crate::env::rfc3339(SystemTime::now());
     let t0 = Instant::now();
-    // Folders of killed runs are swept by the next run that makes cgroups.
-    if scenarios.iter().any(|s| s.has_limits)
-        && let Some(layout) = crate::sandbox::cgroup::detect_here()
-    {
-        crate::sandbox::cgroup::sweep_stale(&layout);
-    }
-    let before = crate::integrity::snapshot();
     let mut human = anstream::AutoStream::auto(if to_stdout {
         Box::new(std::io::stderr()) as Box<dyn Write>
     } else {
         Box::new(std::io::stdout())
     });
-    let environment = Environment {
-        kernel: machine.kernel.clone(),
-        arch: machine.arch.clone(),
-        uid: machine.uid,
-        mode: if machine.is_root() {
-            "root"
-        } else {
-            "rootless"
-        }
-        .into(),
-        hostname: machine.hostname.clone(),
-        output_cap_bytes: crate::sandbox::OUTPUT_CAP,
-    };
+    let environment = Environment::of(&machine, crate::sandbox::OUTPUT_CAP);
     let metadata = Metadata {
         title: a.title,
         author: a.author,
@@ -695,37 +635,20 @@ fn cmd_run(a: RunArgs) -> i32 {
         }
     };
     let mut write_error = None;
-    let mut throttle = crate::backlog::Throttle::from_kernel();
-    crate::suite::run_all(
-        &scenarios,
-        &offer,
-        jobs,
-        a.control,
-        &mut throttle,
-        &mut |r| {
-            let _ = write!(human, "{}", report::terminal::scenario_line(&r));
-            let _ = human.flush();
-            if let Err(e) = writer.scenario(&r) {
-                write_error.get_or_insert(e);
-            }
-        },
-    );
-    let after = crate::integrity::snapshot();
-    let differences = crate::integrity::differences(&before, &after);
-    let host_integrity = HostIntegrity {
-        unchanged: differences.is_empty(),
-        checked: crate::integrity::CHECKED
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        differences,
-    };
+    let end = crate::suite::run_suite(&scenarios, &machine, jobs, a.control, &mut |r| {
+        let _ = write!(human, "{}", report::terminal::scenario_line(&r));
+        let _ = human.flush();
+        if let Err(e) = writer.scenario(&r) {
+            write_error.get_or_insert(e);
+        }
+    });
+    let host_integrity = end.host_integrity;
     let summary = writer.summary.clone();
     let vacuous = writer.vacuous;
     let duration_ms = (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0;
     let finished = match write_error {
         Some(e) => Err(e),
-        None => writer.finish(duration_ms, &host_integrity, &resources(&throttle)),
+        None => writer.finish(duration_ms, &host_integrity, &end.resources),
     };
     let in_memory = match finished {
         Ok(m) => m,
@@ -791,17 +714,6 @@ fn cmd_run(a: RunArgs) -> i32 {
     exit_status_of(&summary, vacuous, host_integrity.unchanged, a.strict)
 }
 
-fn resources(throttle: &crate::backlog::Throttle) -> report::Resources {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let kib = |w| getrusage(w).map(|u| u.max_rss().max(0) as u64).unwrap_or(0);
-    report::Resources {
-        runner_peak_rss_kib: kib(UsageWho::RUSAGE_SELF),
-        children_peak_rss_kib: kib(UsageWho::RUSAGE_CHILDREN),
-        net_namespaces_peak: throttle.peak,
-        netns_backlog_wait_ms: (throttle.waited.as_secs_f64() * 1e4).round() / 10.0,
-    }
-}
-
 /// 0 when every scenario passed (skips allowed unless strict, and vacuous
 /// controls too), 1 otherwise or when the real machine changed.
 pub fn exit_status(report: &Report, strict: bool) -> i32 {
@@ -829,8 +741,6 @@ pub fn exit_status_of(s: &Summary, vacuous: usize, unchanged: bool, strict: bool
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
-
     fn report_json(extra: &str) -> super::Report {
         let base = r#"{"schema":"nslab-report/v1","nslab_version":"0","started_at":"t","duration_ms":1,
             "environment":{"kernel":"k","arch":"a","uid":0,"mode":"root","hostname":"h","output_cap_bytes":1},
@@ -871,32 +781,12 @@ mod tests {
     }
 
     #[test]
-    fn shards_are_stable() {
-        // Fixed values: a change here moves scenarios between CI runners.
-        assert_eq!(
-            super::shard_of("netns-firewall", 4),
-            super::shard_of("netns-firewall", 4)
-        );
-        let counts = (0..1000).fold([0u32; 4], |mut c, i| {
-            c[(super::shard_of(&format!("s-{i}"), 4) - 1) as usize] += 1;
-            c
-        });
-        assert!(
-            counts.iter().all(|&c| (200..300).contains(&c)),
-            "{counts:?}"
-        );
+    fn shard_arguments() {
         assert_eq!(super::parse_shard("2/4"), Ok((2, 4)));
         assert!(
             super::parse_shard("0/4").is_err()
                 && super::parse_shard("5/4").is_err()
                 && super::parse_shard("x").is_err()
         );
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("net*", "netns-firewall"));
-        assert!(glob_match("*-host?", "uts-hosts"));
-        assert!(!glob_match("pid", "pid-1"));
     }
 }

@@ -2,8 +2,9 @@
 //! would break user namespaces and parent-death signals), and hands each
 //! result on in file order as soon as it and all before it are in.
 
+use crate::env::Machine;
 use crate::plan::Offer;
-use crate::report::{ControlReport, ScenarioReport, Verdict};
+use crate::report::{ControlReport, HostIntegrity, Resources, ScenarioReport, Verdict};
 use crate::sandbox::interrupt;
 use crate::scenario::{Listed, Scenario};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -69,6 +70,58 @@ fn not_run_interrupted(l: &Listed) -> ScenarioReport {
         .map(|s| s.as_str())
         .unwrap_or("a signal");
     errored_listed(l, format!("not run: the run was interrupted by {sig}"))
+}
+
+/// How a whole run ended, beside the scenarios' own results.
+pub struct SuiteEnd {
+    pub host_integrity: HostIntegrity,
+    pub resources: Resources,
+}
+
+/// A whole run: the real machine's state snapshotted before and after,
+/// cgroup folders of killed runs swept first (by the next run that makes
+/// cgroups), the scenarios run `jobs` at a time behind the network
+/// namespace throttle, each result handed to `done` in order.
+pub fn run_suite(
+    scenarios: &[Listed],
+    machine: &Machine,
+    jobs: usize,
+    control: bool,
+    done: &mut dyn FnMut(ScenarioReport),
+) -> SuiteEnd {
+    let offer = crate::runner::machine_offer(machine);
+    if scenarios.iter().any(|s| s.has_limits)
+        && let Some(layout) = crate::sandbox::cgroup::detect_here()
+    {
+        crate::sandbox::cgroup::sweep_stale(&layout);
+    }
+    let before = crate::integrity::snapshot();
+    let mut throttle = crate::backlog::Throttle::from_kernel();
+    run_all(scenarios, &offer, jobs, control, &mut throttle, done);
+    let after = crate::integrity::snapshot();
+    let differences = crate::integrity::differences(&before, &after);
+    SuiteEnd {
+        host_integrity: HostIntegrity {
+            unchanged: differences.is_empty(),
+            checked: crate::integrity::CHECKED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            differences,
+        },
+        resources: resources(&throttle),
+    }
+}
+
+fn resources(throttle: &crate::backlog::Throttle) -> Resources {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let kib = |w| getrusage(w).map(|u| u.max_rss().max(0) as u64).unwrap_or(0);
+    Resources {
+        runner_peak_rss_kib: kib(UsageWho::RUSAGE_SELF),
+        children_peak_rss_kib: kib(UsageWho::RUSAGE_CHILDREN),
+        net_namespaces_peak: throttle.peak,
+        netns_backlog_wait_ms: (throttle.waited.as_secs_f64() * 1e4).round() / 10.0,
+    }
 }
 
 pub fn run_all(

@@ -94,6 +94,24 @@ pub struct Environment {
     pub output_cap_bytes: usize,
 }
 
+impl Environment {
+    pub fn of(machine: &crate::env::Machine, output_cap_bytes: usize) -> Environment {
+        Environment {
+            kernel: machine.kernel.clone(),
+            arch: machine.arch.clone(),
+            uid: machine.uid,
+            mode: if machine.is_root() {
+                "root"
+            } else {
+                "rootless"
+            }
+            .into(),
+            hostname: machine.hostname.clone(),
+            output_cap_bytes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Summary {
     pub total: usize,

@@ -3,6 +3,7 @@
 pub mod diag;
 pub mod load;
 pub mod model;
+pub mod select;
 pub mod yaml;
 
 pub use diag::Diagnostic;

@@ -133,4 +133,3 @@ pub fn nslab_cgroups(scenario: &str) -> Vec<PathBuf> {
     walk(Path::new("/sys/fs/cgroup"), 5, scenario, &mut out);
     out
 }
-
