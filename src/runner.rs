@@ -117,7 +117,7 @@ pub fn run_scenario(s: &Scenario, offer: &Offer, control: bool) -> ScenarioRepor
                     Err(reason) => empty_report(s, Verdict::Skipped, Some(reason)),
                     Ok(cgroups) => {
                         let r = run_lab(s, &spec, control, started, &cgroups);
-                        // run_lab has dropped the lab: its processes are gone.
+                        // run_lab has dropped (killed) the lab.
                         remove_cgroups(cgroups);
                         r
                     }
@@ -134,6 +134,10 @@ pub fn run_scenario(s: &Scenario, offer: &Offer, control: bool) -> ScenarioRepor
 type Cgroups = Vec<(String, crate::sandbox::cgroup::SandboxCgroup)>;
 
 fn remove_cgroups(cgroups: Cgroups) {
+    if !cgroups.is_empty() {
+        // A cgroup can only be removed once the lab's processes have left.
+        crate::sandbox::collect_labs(true);
+    }
     for (_, cg) in cgroups {
         crate::sandbox::cgroup::remove(cg);
     }
@@ -664,6 +668,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         // The lab's processes first, then the cgroups they were in.
         drop(self.lab.take());
+        crate::sandbox::collect_labs(true);
         remove_cgroups(std::mem::take(&mut self.cgroups));
     }
 }

@@ -312,9 +312,29 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         // Killing the lab's PID 1 makes the kernel kill everything inside.
+        // The kernel then waits for every process of the lab's pid
+        // namespace to be gone, about half a millisecond: the runner goes
+        // on (the report, the next scenario) and collects the lab later.
         let _ = kill(self.init, Signal::SIGKILL);
-        let _ = waitpid(self.init, None);
+        DYING.with_borrow_mut(|d| d.push(self.init));
+        collect_labs(false);
     }
+}
+
+thread_local! {
+    /// Killed labs whose init has not been waited for yet.
+    static DYING: std::cell::RefCell<Vec<Pid>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Waits for killed labs: those already gone, or (`all`) every one. A run
+/// collects all before it looks at the real machine again, before cgroups
+/// a lab was in are removed, and before a worker exits.
+pub fn collect_labs(all: bool) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    let flags = (!all).then_some(WaitPidFlag::WNOHANG);
+    DYING.with_borrow_mut(|d| {
+        d.retain(|&pid| matches!(waitpid(pid, flags), Ok(WaitStatus::StillAlive)));
+    });
 }
 
 /// Runs `work` in a forked worker process that dies with the caller, and
@@ -337,6 +357,7 @@ pub fn fork_worker(work: impl FnOnce() -> Vec<u8>) -> Result<(i32, std::os::fd::
             let mut f = std::fs::File::from(w);
             let _ = std::io::Write::write_all(&mut f, &out);
             drop(f);
+            collect_labs(true);
             sys::exit_now(0)
         }
         Some(pid) => Ok((pid.as_raw(), r)),
