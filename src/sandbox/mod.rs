@@ -322,13 +322,15 @@ impl Drop for Lab {
 }
 
 thread_local! {
-    /// Killed labs whose init has not been waited for yet.
+    /// Killed labs whose init, and finished workers that, have not been
+    /// waited for yet.
     static DYING: std::cell::RefCell<Vec<Pid>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Waits for killed labs: those already gone, or (`all`) every one. A run
-/// collects all before it looks at the real machine again, before cgroups
-/// a lab was in are removed, and before a worker exits.
+/// Waits for killed labs and finished workers: those already gone, or
+/// (`all`) every one. A run collects all before it looks at the real
+/// machine again, before cgroups a lab was in are removed, and before a
+/// worker exits.
 pub fn collect_labs(all: bool) {
     use nix::sys::wait::{WaitPidFlag, WaitStatus};
     let flags = (!all).then_some(WaitPidFlag::WNOHANG);
@@ -364,9 +366,11 @@ pub fn fork_worker(work: impl FnOnce() -> Vec<u8>) -> Result<(i32, std::os::fd::
     }
 }
 
-/// Waits for a worker to end.
+/// Collects a worker whose result is in, now or later.
 pub fn reap_worker(pid: i32) {
-    let _ = waitpid(Pid::from_raw(pid), None);
+    // Its result is in; it is only collecting its lab and exiting now.
+    DYING.with_borrow_mut(|d| d.push(Pid::from_raw(pid)));
+    collect_labs(false);
 }
 
 /// Why [`try_unshare`] did not succeed.
