@@ -50,23 +50,45 @@ fn steps(n: usize, step: &str) -> String {
 /// the lab's seven namespaces (user, mount, pid, net, uts, ipc, cgroup),
 /// whose child clones the sandbox's five (net, pid, uts, ipc, mount), both
 /// waited for. Raw syscalls, no setup inside: nothing can be cheaper.
+/// clone(2) with fork semantics.
+#[allow(unsafe_code)]
+fn raw_clone(flags: libc::c_long) -> libc::c_long {
+    // SAFETY: a null stack gives fork semantics; this bench is
+    // single-threaded, and the child only calls async-signal-safe
+    // functions before _exit.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as libc::c_long,
+            0,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// Median of clone(flags) + wait for a child that exits at once.
+#[allow(unsafe_code)]
+fn clone_ms(flags: libc::c_long, runs: usize) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        match raw_clone(flags) {
+            0 => unsafe { libc::_exit(0) }, // SAFETY: in the child; _exit always may be called.
+            pid => {
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid as i32, &mut st, 0) };
+            }
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    median(times)
+}
+
 #[allow(unsafe_code)]
 fn clone_floor_ms() -> f64 {
-    fn raw_clone(flags: libc::c_long) -> libc::c_long {
-        // SAFETY: a null stack gives fork semantics; this bench is
-        // single-threaded, and the child only calls async-signal-safe
-        // functions before _exit.
-        unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                flags | libc::SIGCHLD as libc::c_long,
-                0,
-                0,
-                0,
-                0,
-            )
-        }
-    }
     let lab = (libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -166,4 +188,70 @@ fn main() {
         median(labs),
         median(wall)
     );
+
+    // One sandbox per namespace set: its cost is setup_ms over the lab's
+    // alone; its floor a raw clone with those flags (time namespaces cannot
+    // be cloned, only unshared, so they have none here).
+    let setup_of = |yaml: &str| {
+        median(
+            (0..30)
+                .map(|_| run(yaml)["scenarios"][0]["setup_ms"].as_f64().unwrap())
+                .collect(),
+        )
+    };
+    let lab_only = setup_of("name: lab\nsteps:\n  - { probe: pid }\n");
+    println!("lab alone (7 namespaces, mounts, lo up): median {lab_only:.3} ms over 30 runs");
+    let flag = |ns: &str| {
+        (match ns {
+            "uts" => libc::CLONE_NEWUTS,
+            "ipc" => libc::CLONE_NEWIPC,
+            "net" => libc::CLONE_NEWNET,
+            "pid" => libc::CLONE_NEWPID,
+            "mount" => libc::CLONE_NEWNS,
+            "cgroup" => libc::CLONE_NEWCGROUP,
+            "user" => libc::CLONE_NEWUSER,
+            _ => 0,
+        }) as libc::c_long
+    };
+    println!(
+        "| sandbox namespaces | added to the lab (median of 30) | raw clone (median of 50) | ratio |"
+    );
+    println!("| --- | --- | --- | --- |");
+    for set in [
+        "uts",
+        "ipc",
+        "net",
+        "pid",
+        "mount",
+        "cgroup",
+        "user",
+        "time",
+        "net, pid, uts, ipc, mount",
+        "all",
+    ] {
+        let list = if set == "all" {
+            "all".to_owned()
+        } else {
+            format!("[{set}]")
+        };
+        let yaml = format!(
+            "name: sb\nsandboxes:\n  box:\n    namespaces: {list}\nsteps:\n  - {{ probe: pid, in: box }}\n"
+        );
+        let added = setup_of(&yaml) - lab_only;
+        let names: Vec<&str> = if set == "all" {
+            vec!["uts", "ipc", "net", "pid", "mount", "cgroup", "user"]
+        } else {
+            set.split(", ").collect()
+        };
+        let flags = names.iter().map(|n| flag(n)).fold(0, |a, b| a | b);
+        if flags == 0 {
+            println!("| {set} | {added:.3} ms | — | — |");
+        } else {
+            let floor = clone_ms(flags, 50);
+            println!(
+                "| {set} | {added:.3} ms | {floor:.3} ms | {:.2} |",
+                added / floor
+            );
+        }
+    }
 }
