@@ -71,8 +71,16 @@ printf 'name: lab\nsandboxes:\n  box:\n    namespaces: [net, pid, uts, ipc, moun
 echo; echo "## A lab with a five-namespace sandbox and one probe, whole process"
 hyperfine -N --warmup 3 --runs 50 --export-markdown "$W/t2.md" \
   -n nslab "$NSLAB run $W/lab.yaml --jobs 1 --report $W/r.json" \
-  -n "unshare (7 namespaces) true" "unshare --fork --user --map-root-user --pid --mount-proc --net --uts --ipc --mount --cgroup true" >/dev/null
+  -n "unshare (7 namespaces) true" "unshare --fork --user --map-root-user --pid --mount-proc --net --uts --ipc --mount --cgroup true" \
+  -n "bubblewrap (6 namespaces) true" "bwrap --dev-bind / / --unshare-all --proc /proc true" >/dev/null
 cat "$W/t2.md"
+
+# 2b. The bundled scenarios, as a student or CI runs them.
+echo; echo "## The bundled suite (scenarios/), whole process"
+hyperfine -N --warmup 1 --runs 10 --export-markdown "$W/t2b.md" \
+  -n "jobs=1" "$NSLAB run scenarios/ --jobs 1 --report $W/r.json" \
+  -n "jobs=2" "$NSLAB run scenarios/ --jobs 2 --report $W/r.json" >/dev/null
+cat "$W/t2b.md"
 
 # 3. --jobs: 40 scenarios on this machine's CPUs.
 mkdir -p "$W/forty"
