@@ -708,6 +708,13 @@ fn cmd_run(a: RunArgs) -> i32 {
         "{}",
         report::terminal::summary_line(&summary, duration_ms, &host_integrity, shown.as_deref())
     );
+    if end.resources.netns_backlog_wait_ms > 0.0 {
+        let _ = writeln!(
+            human,
+            "note: scenarios waited {} ms in all for the kernel to free network namespaces of earlier ones (see NSLAB_NETNS_BACKLOG in docs/performance.md)",
+            end.resources.netns_backlog_wait_ms
+        );
+    }
     if let Some(sig) = crate::sandbox::interrupt::caught() {
         return crate::sandbox::interrupt::exit_status(sig);
     }

@@ -1093,7 +1093,10 @@ fn scenarios_wait_for_the_kernel_to_free_network_namespaces() {
         .arg(&report)
         .arg(dir.path())
         .assert()
-        .code(0);
+        .code(0)
+        .stdout(predicate::str::contains(
+            "for the kernel to free network namespaces",
+        ));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let res = &r["resources"];
     assert!(
