@@ -87,8 +87,11 @@ fn clone_ms(flags: libc::c_long, runs: usize) -> f64 {
     median(times)
 }
 
+/// Raw clone floors, `runs` of them, as times in ms. Taken between nslab's
+/// own runs, so that both see the machine in the same state: the floor
+/// moves by a third between runs of this bench.
 #[allow(unsafe_code)]
-fn clone_floor_ms() -> f64 {
+fn clone_floor_times(runs: usize) -> Vec<f64> {
     let lab = (libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -102,7 +105,7 @@ fn clone_floor_ms() -> f64 {
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWNS) as libc::c_long;
     let mut times = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..runs {
         let t0 = Instant::now();
         match raw_clone(lab) {
             0 => {
@@ -127,7 +130,7 @@ fn clone_floor_ms() -> f64 {
         }
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    median(times)
+    times
 }
 
 /// The floor of any `run` step: posix_spawn (vfork and exec, what nslab's
@@ -170,6 +173,7 @@ fn main() {
     let mut labs = Vec::new();
     let mut setups = Vec::new();
     let mut wall = Vec::new();
+    let mut floors = Vec::new();
     for _ in 0..30 {
         let t0 = Instant::now();
         let rep = run(
@@ -178,10 +182,11 @@ fn main() {
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
         labs.push(rep["scenarios"][0]["duration_ms"].as_f64().unwrap());
         setups.push(rep["scenarios"][0]["setup_ms"].as_f64().unwrap());
+        floors.extend(clone_floor_times(3));
     }
-    let floor = clone_floor_ms();
+    let floor = median(floors);
     let setup = median(setups);
-    println!("raw clone floor (7 + 5 namespaces, 50 runs): median {floor:.3} ms");
+    println!("raw clone floor (7 + 5 namespaces, 90 runs between nslab's): median {floor:.3} ms");
     println!(
         "lab + five-namespace sandbox built: median {setup:.3} ms ({:.2}x the floor); whole scenario {:.3} ms; whole process {:.3} ms; over 30 runs",
         setup / floor,
