@@ -187,7 +187,7 @@ fn lab_attempt(machine: &Machine) -> Attempt {
         .expect("a valid built-in scenario");
     let base = crate::runner::machine_offer(machine);
     let r = crate::runner::run_scenario(&s, &crate::runner::offer_for(&s, &base), false);
-    crate::sandbox::collect_labs(true);
+    crate::sandbox::collect_dying(true);
     match r.verdict {
         crate::report::Verdict::Passed => Attempt {
             works: true,

@@ -136,7 +136,7 @@ type Cgroups = Vec<(String, crate::sandbox::cgroup::SandboxCgroup)>;
 fn remove_cgroups(cgroups: Cgroups) {
     if !cgroups.is_empty() {
         // A cgroup can only be removed once the lab's processes have left.
-        crate::sandbox::collect_labs(true);
+        crate::sandbox::collect_dying(true);
     }
     for (_, cg) in cgroups {
         crate::sandbox::cgroup::remove(cg);
@@ -668,7 +668,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         // The lab's processes first, then the cgroups they were in.
         drop(self.lab.take());
-        crate::sandbox::collect_labs(true);
+        crate::sandbox::collect_dying(true);
         remove_cgroups(std::mem::take(&mut self.cgroups));
     }
 }

@@ -98,7 +98,7 @@ pub fn run_suite(
     let before = crate::integrity::snapshot();
     let mut throttle = crate::backlog::Throttle::from_kernel();
     run_all(scenarios, &offer, jobs, control, &mut throttle, done);
-    crate::sandbox::collect_labs(true);
+    crate::sandbox::collect_dying(true);
     let after = crate::integrity::snapshot();
     let differences = crate::integrity::differences(&before, &after);
     SuiteEnd {

@@ -317,7 +317,7 @@ impl Drop for Lab {
         // on (the report, the next scenario) and collects the lab later.
         let _ = kill(self.init, Signal::SIGKILL);
         DYING.with_borrow_mut(|d| d.push(self.init));
-        collect_labs(false);
+        collect_dying(false);
     }
 }
 
@@ -331,7 +331,7 @@ thread_local! {
 /// (`all`) every one. A run collects all before it looks at the real
 /// machine again, before cgroups a lab was in are removed, and before a
 /// worker exits.
-pub fn collect_labs(all: bool) {
+pub fn collect_dying(all: bool) {
     use nix::sys::wait::{WaitPidFlag, WaitStatus};
     let flags = (!all).then_some(WaitPidFlag::WNOHANG);
     DYING.with_borrow_mut(|d| {
@@ -359,7 +359,7 @@ pub fn fork_worker(work: impl FnOnce() -> Vec<u8>) -> Result<(i32, std::os::fd::
             let mut f = std::fs::File::from(w);
             let _ = std::io::Write::write_all(&mut f, &out);
             drop(f);
-            collect_labs(true);
+            collect_dying(true);
             sys::exit_now(0)
         }
         Some(pid) => Ok((pid.as_raw(), r)),
@@ -370,7 +370,7 @@ pub fn fork_worker(work: impl FnOnce() -> Vec<u8>) -> Result<(i32, std::os::fd::
 pub fn reap_worker(pid: i32) {
     // Its result is in; it is only collecting its lab and exiting now.
     DYING.with_borrow_mut(|d| d.push(Pid::from_raw(pid)));
-    collect_labs(false);
+    collect_dying(false);
 }
 
 /// Why [`try_unshare`] did not succeed.
