@@ -42,6 +42,60 @@ pub fn net_namespaces() -> Option<u64> {
         .and_then(|rest| first(rest.to_owned()))
 }
 
+/// The throttle's settings: `NSLAB_NETNS_BACKLOG` (namespaces awaiting
+/// teardown above the count at the start, default [`DEFAULT_LIMIT`]) and
+/// `NSLAB_NETNS_BACKLOG_MAX_WAIT_MS` (the longest one scenario waits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub limit: u64,
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("{name}={value:?} is not a whole number: {meaning}")]
+    NotANumber {
+        name: &'static str,
+        value: String,
+        meaning: &'static str,
+    },
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_vars(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let number = |name: &'static str, meaning: &'static str| match var(name) {
+            None => Ok(None),
+            Some(value) => {
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| SettingsError::NotANumber {
+                        name,
+                        value,
+                        meaning,
+                    })
+            }
+        };
+        let limit = number(
+            "NSLAB_NETNS_BACKLOG",
+            "how many network namespaces may await teardown before a scenario waits",
+        )?;
+        let wait = number(
+            "NSLAB_NETNS_BACKLOG_MAX_WAIT_MS",
+            "the longest a scenario waits for them, in milliseconds",
+        )?;
+        Ok(Settings {
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+            max_wait: wait.map(Duration::from_millis).unwrap_or(MAX_WAIT),
+        })
+    }
+}
+
 /// Waits before scenarios while too many network namespaces await teardown.
 pub struct Throttle {
     count: Box<dyn FnMut() -> Option<u64>>,
@@ -58,15 +112,14 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// Counts from the kernel; the limit comes from `NSLAB_NETNS_BACKLOG`
-    /// when set (a number of namespaces), else [`DEFAULT_LIMIT`].
-    pub fn from_kernel() -> Throttle {
-        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        let limit = var("NSLAB_NETNS_BACKLOG").unwrap_or(DEFAULT_LIMIT);
-        let mut t = Throttle::new(Box::new(net_namespaces), limit, Duration::from_millis(2));
-        if let Some(ms) = var("NSLAB_NETNS_BACKLOG_MAX_WAIT_MS") {
-            t.max_wait = Duration::from_millis(ms);
-        }
+    /// Counts from the kernel.
+    pub fn from_kernel(settings: Settings) -> Throttle {
+        let mut t = Throttle::new(
+            Box::new(net_namespaces),
+            settings.limit,
+            Duration::from_millis(2),
+        );
+        t.max_wait = settings.max_wait;
         t
     }
 
@@ -129,6 +182,41 @@ mod tests {
         assert!(t.waited >= Duration::from_millis(4), "{:?}", t.waited);
         assert_eq!(t.peak, Some(16));
         assert!(seen.borrow().len() == 1);
+    }
+
+    #[test]
+    fn settings_come_from_the_environment_or_defaults() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            Settings::from_vars(vars(&[])),
+            Ok(Settings {
+                limit: DEFAULT_LIMIT,
+                max_wait: MAX_WAIT
+            })
+        );
+        assert_eq!(
+            Settings::from_vars(vars(&[
+                ("NSLAB_NETNS_BACKLOG", "0"),
+                ("NSLAB_NETNS_BACKLOG_MAX_WAIT_MS", " 300 ")
+            ])),
+            Ok(Settings {
+                limit: 0,
+                max_wait: Duration::from_millis(300)
+            })
+        );
+        let e = Settings::from_vars(vars(&[("NSLAB_NETNS_BACKLOG", "lots")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("NSLAB_NETNS_BACKLOG=\"lots\" is not a whole number"),
+            "{e}"
+        );
     }
 
     #[test]

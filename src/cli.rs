@@ -587,6 +587,13 @@ fn cmd_run(a: RunArgs) -> i32 {
         err("--format writes beside the JSON report, so --report must name a file (or `-`)");
         return EXIT_USAGE;
     }
+    let backlog = match crate::backlog::Settings::from_env() {
+        Ok(b) => b,
+        Err(e) => {
+            err(&e.to_string());
+            return EXIT_USAGE;
+        }
+    };
     let Some(all) = check_all(&a.paths, |s| scenario::Listed::of(&s)) else {
         return EXIT_USAGE;
     };
@@ -635,7 +642,7 @@ fn cmd_run(a: RunArgs) -> i32 {
         }
     };
     let mut write_error = None;
-    let end = crate::suite::run_suite(&scenarios, &machine, jobs, a.control, &mut |r| {
+    let end = crate::suite::run_suite(&scenarios, &machine, jobs, a.control, backlog, &mut |r| {
         let _ = write!(human, "{}", report::terminal::scenario_line(&r));
         let _ = human.flush();
         if let Err(e) = writer.scenario(&r) {

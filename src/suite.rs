@@ -87,6 +87,7 @@ pub fn run_suite(
     machine: &Machine,
     jobs: usize,
     control: bool,
+    backlog: crate::backlog::Settings,
     done: &mut dyn FnMut(ScenarioReport),
 ) -> SuiteEnd {
     let offer = crate::runner::machine_offer(machine);
@@ -96,7 +97,7 @@ pub fn run_suite(
         crate::sandbox::cgroup::sweep_stale(&layout);
     }
     let before = crate::integrity::snapshot();
-    let mut throttle = crate::backlog::Throttle::from_kernel();
+    let mut throttle = crate::backlog::Throttle::from_kernel(backlog);
     run_all(scenarios, &offer, jobs, control, &mut throttle, done);
     crate::sandbox::collect_dying(true);
     let after = crate::integrity::snapshot();

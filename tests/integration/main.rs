@@ -1062,6 +1062,24 @@ fn import_refuses_a_file_without_commands() {
 
 // ---------- reliability ----------
 
+/// A throttle setting that is not a number is bad usage: exit 2, the
+/// variable named, nothing run, no report.
+#[test]
+fn a_bad_backlog_setting_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    nslab()
+        .env("NSLAB_NETNS_BACKLOG", "lots")
+        .args(["run", "scenarios/uts.yaml", "--report"])
+        .arg(&report)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "NSLAB_NETNS_BACKLOG=\"lots\" is not a whole number",
+        ));
+    assert!(!report.exists());
+}
+
 /// The kernel frees network namespaces asynchronously; before each scenario
 /// nslab waits while more of them than NSLAB_NETNS_BACKLOG (above the count
 /// at the start) await teardown. A scenario that churns through 150
