@@ -61,7 +61,7 @@ fn errored_listed(l: &Listed, reason: String) -> ScenarioReport {
 fn load_and_run(l: &Listed, base: &Offer, control: bool) -> ScenarioReport {
     match l.load() {
         Ok(s) => run_one(&s, base, control),
-        Err(e) => errored_listed(l, e),
+        Err(e) => errored_listed(l, e.to_string()),
     }
 }
 

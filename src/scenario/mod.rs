@@ -62,6 +62,19 @@ pub struct Listed {
     pub has_limits: bool,
 }
 
+/// Why a listed scenario cannot be run as it was validated.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangedError {
+    #[error("{} no longer validates: {message}", file.display())]
+    NoLongerValid { file: PathBuf, message: String },
+    #[error("{} changed during the run: it names scenario `{now}`, not `{was}`", file.display())]
+    Renamed {
+        file: PathBuf,
+        now: String,
+        was: String,
+    },
+}
+
 impl Listed {
     pub fn of(s: &Scenario) -> Listed {
         Listed {
@@ -74,18 +87,17 @@ impl Listed {
 
     /// The scenario, parsed again. A file edited since it was validated
     /// fails here, with the reason, rather than running something else.
-    pub fn load(&self) -> Result<Scenario, String> {
-        let s = load_file(&self.file).map_err(|diags| {
-            let first = diags.first().map(|d| d.message.clone()).unwrap_or_default();
-            format!("{} no longer validates: {first}", self.file.display())
+    pub fn load(&self) -> Result<Scenario, ChangedError> {
+        let s = load_file(&self.file).map_err(|diags| ChangedError::NoLongerValid {
+            file: self.file.clone(),
+            message: diags.first().map(|d| d.message.clone()).unwrap_or_default(),
         })?;
         if s.name != self.name {
-            return Err(format!(
-                "{} changed during the run: it names scenario `{}`, not `{}`",
-                self.file.display(),
-                s.name,
-                self.name
-            ));
+            return Err(ChangedError::Renamed {
+                file: self.file.clone(),
+                now: s.name,
+                was: self.name.clone(),
+            });
         }
         Ok(s)
     }
@@ -108,10 +120,10 @@ mod tests {
         assert!(!listed.has_limits);
         assert_eq!(listed.load().unwrap().steps.len(), 1);
         std::fs::write(&f, "name: second\nsteps:\n  - run: \"true\"\n").unwrap();
-        let e = listed.load().unwrap_err();
+        let e = listed.load().unwrap_err().to_string();
         assert!(e.contains("names scenario `second`, not `first`"), "{e}");
         std::fs::write(&f, "name: first\nsteps: 3\n").unwrap();
-        let e = listed.load().unwrap_err();
+        let e = listed.load().unwrap_err().to_string();
         assert!(e.contains("no longer validates"), "{e}");
     }
 }
