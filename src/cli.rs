@@ -95,6 +95,9 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Environment:\n  NSLAB_NETNS_BACKLOG              network namespaces that may await the kernel's teardown\n                                   (above the count at the start) before a scenario waits; default 256\n  NSLAB_NETNS_BACKLOG_MAX_WAIT_MS  the longest one scenario waits for them; default 10000\n\nExit status: 0 every scenario passed, 1 some failed or errored (or the machine changed),\n2 bad usage or an invalid scenario file (nothing ran)."
+)]
 struct RunArgs {
     /// Scenario files or folders
     #[arg(default_value = "scenarios")]
